@@ -1,0 +1,16 @@
+/* The command-line layer: areas and the flag parser they share. */
+#ifndef AGORA_CLI_H
+#define AGORA_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct ag_cli_area {
+  const char *name;
+  const char *summary;
+  int (*run)(int argc, char **argv); /* argv[0] is the area name */
+} ag_cli_area;
+
+int ag_cli_vision(int argc, char **argv);
+
+#endif

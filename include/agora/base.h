@@ -31,11 +31,9 @@ typedef enum ag_status {
 
 /* Records a message for the current thread and returns `code`, so that
  * `return ag_error_set(AG_ERR_IO, "cannot open %s", path);` reads naturally. */
-ag_status ag_error_set(ag_status code, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+ag_status ag_error_set(ag_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prefixes context to the current message ("loading x: " + old message). */
-ag_status ag_error_wrap(ag_status code, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+ag_status ag_error_wrap(ag_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 const char *ag_error_message(void);
 void ag_error_clear(void);
 const char *ag_status_name(ag_status code);
@@ -55,8 +53,8 @@ ag_log_level ag_log_get_level(void);
 /* Logs go to stderr; results go to stdout (DESIGN.md). */
 void ag_log_write(ag_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define ag_debug(...) ag_log_write(AG_LOG_DEBUG, __VA_ARGS__)
-#define ag_info(...) ag_log_write(AG_LOG_INFO, __VA_ARGS__)
-#define ag_warn(...) ag_log_write(AG_LOG_WARN, __VA_ARGS__)
+#define ag_info(...)  ag_log_write(AG_LOG_INFO, __VA_ARGS__)
+#define ag_warn(...)  ag_log_write(AG_LOG_WARN, __VA_ARGS__)
 
 /* ---- time ------------------------------------------------------------- */
 

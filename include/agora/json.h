@@ -2,9 +2,9 @@
 #ifndef AGORA_JSON_H
 #define AGORA_JSON_H
 
-#include <jansson.h>
-
 #include "agora/base.h"
+
+#include <jansson.h>
 
 /* Streams a JSONL file one object per line in bounded memory (a line is
  * held at a time). A malformed line is an error naming file, line number and
@@ -16,6 +16,8 @@ ag_status ag_jsonl_open(const char *path, ag_jsonl_reader **out);
  * at end of file. */
 ag_status ag_jsonl_next(ag_jsonl_reader *r, json_t **value);
 int64_t ag_jsonl_line(const ag_jsonl_reader *r); /* line number of the last value */
+/* Bytes the reader holds for its line buffer: grows to the longest line. */
+size_t ag_jsonl_buffer_bytes(const ag_jsonl_reader *r);
 void ag_jsonl_close(ag_jsonl_reader *r);
 
 /* Appends one compact JSON object and a newline; flushes. */

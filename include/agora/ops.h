@@ -13,9 +13,10 @@ extern "C" {
 #endif
 
 /* ---- views and copies (src/tensor/ops_shape.c) ---------------------------- */
-ag_tensor *ag_reshape(ag_tape *t, ag_tensor *x, int ndim, const int64_t *shape); /* one -1 allowed */
-ag_tensor *ag_transpose(ag_tape *t, ag_tensor *x, int dim0, int dim1);           /* a view */
-ag_tensor *ag_permute(ag_tape *t, ag_tensor *x, const int *dims);                /* a view */
+ag_tensor *ag_reshape(ag_tape *t, ag_tensor *x, int ndim,
+                      const int64_t *shape);                           /* one -1 allowed */
+ag_tensor *ag_transpose(ag_tape *t, ag_tensor *x, int dim0, int dim1); /* a view */
+ag_tensor *ag_permute(ag_tape *t, ag_tensor *x, const int *dims);      /* a view */
 ag_tensor *ag_slice(ag_tape *t, ag_tensor *x, int dim, int64_t start, int64_t end); /* a view */
 ag_tensor *ag_contiguous(ag_tape *t, ag_tensor *x); /* x itself if already contiguous */
 ag_tensor *ag_concat(ag_tape *t, ag_tensor *const *xs, int count, int dim);

@@ -1,9 +1,10 @@
 /* Bump allocator in chunks. Reset keeps the chunks, so steady-state steps
  * reuse memory instead of calling malloc. */
+#include "agora/base.h"
+
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "agora/base.h"
 
 typedef struct chunk {
   struct chunk *next;
@@ -12,8 +13,8 @@ typedef struct chunk {
 } chunk;
 
 struct ag_arena {
-  chunk *head;    /* chunk being filled */
-  chunk *first;   /* all chunks, in order */
+  chunk *head;  /* chunk being filled */
+  chunk *first; /* all chunks, in order */
   size_t chunk_bytes;
   size_t used;
 };
@@ -54,19 +55,38 @@ static chunk *chunk_new(size_t size) {
   return c;
 }
 
+/* Offset of the first byte at or after c->used whose address is a multiple
+ * of align. Aligning the address, not the offset, matters for align > 64:
+ * chunks themselves are only 64-byte aligned. */
+static size_t aligned_start(const chunk *c, size_t align) {
+  uintptr_t at = (uintptr_t)(c->mem + c->used);
+  uintptr_t aligned = (at + align - 1) & ~(uintptr_t)(align - 1);
+  return c->used + (size_t)(aligned - at);
+}
+
 void *ag_arena_alloc(ag_arena *a, size_t bytes, size_t align) {
   if (align < 16) align = 16;
+  if (align & (align - 1)) {
+    ag_error_set(AG_ERR_INVALID, "arena: alignment %zu is not a power of two", align);
+    return NULL;
+  }
   if (bytes == 0) bytes = 1;
+  if (bytes > SIZE_MAX - 2 * align - 64) {
+    ag_error_set(AG_ERR_NOMEM, "arena: cannot allocate %zu bytes", bytes);
+    return NULL;
+  }
   for (chunk *c = a->head; c; c = c->next) {
-    size_t start = (c->used + align - 1) & ~(align - 1);
-    if (start + bytes <= c->size) {
+    size_t start = aligned_start(c, align);
+    if (start <= c->size && bytes <= c->size - start) {
       c->used = start + bytes;
       a->head = c;
       a->used += bytes;
       return c->mem + start;
     }
   }
-  size_t size = bytes + align > a->chunk_bytes ? bytes + align : a->chunk_bytes;
+  /* Room for the worst-case padding when align exceeds the chunk's own 64. */
+  size_t need = align > 64 ? bytes + align : bytes;
+  size_t size = need > a->chunk_bytes ? need : a->chunk_bytes;
   chunk *c = chunk_new(size);
   if (!c) {
     ag_error_set(AG_ERR_NOMEM, "arena: cannot allocate %zu bytes", size);
@@ -81,8 +101,8 @@ void *ag_arena_alloc(ag_arena *a, size_t bytes, size_t align) {
     last->next = c;
   }
   a->head = c;
-  size_t start = 0;
-  c->used = bytes;
+  size_t start = aligned_start(c, align);
+  c->used = start + bytes;
   a->used += bytes;
   return c->mem + start;
 }

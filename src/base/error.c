@@ -1,18 +1,22 @@
 /* Thread-local error messages behind ag_status. */
+#include "agora/base.h"
+
 #include <stdio.h>
 #include <string.h>
-
-#include "agora/base.h"
 
 #define AG_ERROR_MAX 1024
 
 static _Thread_local char error_message[AG_ERROR_MAX];
 
 ag_status ag_error_set(ag_status code, const char *fmt, ...) {
+  /* Format into a copy first: callers may pass ag_error_message() as an
+   * argument, and vsnprintf into its own source is undefined. */
+  char message[AG_ERROR_MAX];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(error_message, sizeof error_message, fmt, ap);
+  vsnprintf(message, sizeof message, fmt, ap);
   va_end(ap);
+  memcpy(error_message, message, sizeof error_message);
   return code;
 }
 

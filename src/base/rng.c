@@ -1,8 +1,8 @@
 /* xoshiro256** (Blackman & Vigna) seeded by splitmix64: integer arithmetic
  * only, so streams are identical on every platform. */
-#include <math.h>
-
 #include "agora/base.h"
+
+#include <math.h>
 
 static uint64_t splitmix64(uint64_t *x) {
   uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);

@@ -1,9 +1,9 @@
 /* One thread count for OpenMP and OpenBLAS. */
+#include "agora/base.h"
+
 #include <omp.h>
 #include <stdlib.h>
 #include <unistd.h>
-
-#include "agora/base.h"
 
 void openblas_set_num_threads(int num_threads);
 

@@ -1,10 +1,10 @@
 /* The agora command: `agora <area> <verb> [flags]`. Argument parsing and
  * dispatch only; the work is in the library. */
-#include <stdio.h>
-#include <string.h>
-
 #include "agora/base.h"
 #include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
 
 static const ag_cli_area areas[] = {
     {"vision", "train and evaluate image classifiers (MLP, CNN, ResNet)", ag_cli_vision},

@@ -1,8 +1,8 @@
 /* The op table. The CPU backend is filled by each op file's register
  * function; a CUDA backend would supply its own table with the same ids. */
-#include <pthread.h>
-
 #include "tensor/internal.h"
+
+#include <pthread.h>
 
 static ag_backend cpu_backend = {.name = "cpu"};
 static pthread_once_t cpu_once = PTHREAD_ONCE_INIT;

@@ -10,26 +10,52 @@
 typedef enum ag_op_id {
   AG_OP_NONE = 0,
   /* ops_shape.c */
-  AG_OP_RESHAPE, AG_OP_VIEW, /* transpose, permute, slice */
-  AG_OP_CONTIGUOUS, AG_OP_CONCAT, AG_OP_STOP_GRADIENT,
+  AG_OP_RESHAPE,
+  AG_OP_VIEW, /* transpose, permute, slice */
+  AG_OP_CONTIGUOUS,
+  AG_OP_CONCAT,
+  AG_OP_STOP_GRADIENT,
   /* ops_elementwise.c */
-  AG_OP_ADD, AG_OP_SUB, AG_OP_MUL, AG_OP_DIV, AG_OP_SCALE, AG_OP_ADD_SCALAR,
-  AG_OP_EXP, AG_OP_LOG, AG_OP_SQRT, AG_OP_POW, AG_OP_RELU, AG_OP_GELU, AG_OP_SILU,
-  AG_OP_TANH, AG_OP_SIGMOID,
+  AG_OP_ADD,
+  AG_OP_SUB,
+  AG_OP_MUL,
+  AG_OP_DIV,
+  AG_OP_SCALE,
+  AG_OP_ADD_SCALAR,
+  AG_OP_EXP,
+  AG_OP_LOG,
+  AG_OP_SQRT,
+  AG_OP_POW,
+  AG_OP_RELU,
+  AG_OP_GELU,
+  AG_OP_SILU,
+  AG_OP_TANH,
+  AG_OP_SIGMOID,
   /* ops_reduce.c */
-  AG_OP_SUM, AG_OP_MEAN, AG_OP_MAX,
+  AG_OP_SUM,
+  AG_OP_MEAN,
+  AG_OP_MAX,
   /* ops_matmul.c */
-  AG_OP_MATMUL, AG_OP_LINEAR,
+  AG_OP_MATMUL,
+  AG_OP_LINEAR,
   /* ops_nn.c */
-  AG_OP_SOFTMAX, AG_OP_LOG_SOFTMAX, AG_OP_CROSS_ENTROPY, AG_OP_EMBEDDING, AG_OP_LAYERNORM,
-  AG_OP_RMSNORM, AG_OP_GROUPNORM, AG_OP_DROPOUT,
+  AG_OP_SOFTMAX,
+  AG_OP_LOG_SOFTMAX,
+  AG_OP_CROSS_ENTROPY,
+  AG_OP_EMBEDDING,
+  AG_OP_LAYERNORM,
+  AG_OP_RMSNORM,
+  AG_OP_GROUPNORM,
+  AG_OP_DROPOUT,
   /* ops_conv.c */
-  AG_OP_CONV2D, AG_OP_MAXPOOL2D, AG_OP_AVGPOOL2D,
+  AG_OP_CONV2D,
+  AG_OP_MAXPOOL2D,
+  AG_OP_AVGPOOL2D,
   AG_OP_COUNT
 } ag_op_id;
 
 #define AG_NODE_MAX_INPUTS 4
-#define AG_NODE_MAX_ARGS 8
+#define AG_NODE_MAX_ARGS   8
 
 /* One recorded op. Ops keep what their backward needs in `saved` (arena
  * memory) and small arguments in iarg/farg. */
@@ -40,10 +66,10 @@ struct ag_node {
   int n_in;
   int64_t iarg[AG_NODE_MAX_ARGS];
   float farg[AG_NODE_MAX_ARGS];
-  void *saved;         /* op-specific (indices, statistics, im2col, ...) */
-  const void *aux;     /* op-specific read-only input copied to the arena (ids, targets) */
+  void *saved;     /* op-specific (indices, statistics, im2col, ...) */
+  const void *aux; /* op-specific read-only input copied to the arena (ids, targets) */
   const void *aux2;
-  ag_tensor **many;    /* concat inputs */
+  ag_tensor **many; /* concat inputs */
   int n_many;
   /* Views: where each output element sits in the input's row-major grad. */
   int64_t grad_stride[AG_MAX_DIMS];

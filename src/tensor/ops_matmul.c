@@ -1,8 +1,8 @@
 /* Matrix products through OpenBLAS sgemm: matmul (batched) and linear. */
+#include "tensor/internal.h"
+
 #include <cblas.h>
 #include <string.h>
-
-#include "tensor/internal.h"
 
 /* How a (rows, cols) matrix view maps onto sgemm: row-major with leading
  * dimension ld, possibly transposed. False when neither stride is 1. */
@@ -48,8 +48,8 @@ static int64_t batch_count(const ag_tensor *x) {
 /* C (M, N) = alpha * op(A) (M, K) @ op(B) (K, N) + beta * C, all row-major. */
 static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-              (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M,
+              (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
 /* ---- matmul ------------------------------------------------------------------- */
@@ -87,8 +87,8 @@ static ag_status matmul_backward(ag_tape *t, ag_node *n) {
     if (ga) gemm(false, !lb.trans, M, K, N, 1.0f, gy, N, bd, lb.ld, 1.0f, ga + i * M * K, K);
     /* dB (K, N) += A^T (K, M) @ dY (M, N) */
     if (gb)
-      gemm(!la.trans, false, K, N, M, 1.0f, ad, la.ld, gy, N, 1.0f,
-           gb + (shared_b ? 0 : i * K * N), N);
+      gemm(!la.trans, false, K, N, M, 1.0f, ad, la.ld, gy, N, 1.0f, gb + (shared_b ? 0 : i * K * N),
+           N);
   }
   return AG_OK;
 }
@@ -166,7 +166,8 @@ ag_tensor *ag_linear(ag_tape *t, ag_tensor *x, ag_tensor *weight, ag_tensor *bia
                         ag_shape_string(x, sx, sizeof sx), ag_shape_string(weight, sw, sizeof sw));
   if (bias && (bias->ndim != 1 || bias->shape[0] != weight->shape[0]))
     return ag_tape_fail(t, AG_ERR_SHAPE, "linear: bias %s does not fit weight %s",
-                        ag_shape_string(bias, sb, sizeof sb), ag_shape_string(weight, sw, sizeof sw));
+                        ag_shape_string(bias, sb, sizeof sb),
+                        ag_shape_string(weight, sw, sizeof sw));
   x = ag_contiguous(t, x);
   weight = ag_contiguous(t, weight);
   if (bias) bias = ag_contiguous(t, bias);

@@ -1,7 +1,7 @@
 /* Views (reshape, transpose, permute, slice), copies and concatenation. */
-#include <string.h>
-
 #include "tensor/internal.h"
+
+#include <string.h>
 
 /* Row-major strides of a shape. */
 static void rowmajor_strides(int ndim, const int64_t *shape, int64_t *stride) {
@@ -35,8 +35,8 @@ static ag_status view_backward(ag_tape *t, ag_node *n) {
   return AG_OK;
 }
 
-static ag_tensor *make_view(ag_tape *t, ag_tensor *x, int ndim, const int64_t *shape,
-                            float *data, const int64_t *stride, const int64_t *grad_stride,
+static ag_tensor *make_view(ag_tape *t, ag_tensor *x, int ndim, const int64_t *shape, float *data,
+                            const int64_t *stride, const int64_t *grad_stride,
                             int64_t grad_offset) {
   ag_op_call c = {.op = AG_OP_VIEW, .in = {x}, .n_in = 1, .out_ndim = ndim};
   memcpy(c.out_shape, shape, (size_t)ndim * sizeof *shape);
@@ -83,7 +83,8 @@ ag_tensor *ag_slice(ag_tape *t, ag_tensor *x, int dim, int64_t start, int64_t en
   if (start < 0) start += x->shape[d];
   if (end < 0) end += x->shape[d];
   if (start < 0 || end > x->shape[d] || start > end)
-    return ag_tape_fail(t, AG_ERR_INVALID, "slice: [%lld, %lld) out of range for dim %d of size %lld",
+    return ag_tape_fail(t, AG_ERR_INVALID,
+                        "slice: [%lld, %lld) out of range for dim %d of size %lld",
                         (long long)start, (long long)end, dim, (long long)x->shape[d]);
   int64_t shape[AG_MAX_DIMS], xg[AG_MAX_DIMS];
   memcpy(shape, x->shape, sizeof shape);
@@ -139,8 +140,7 @@ ag_tensor *ag_reshape(ag_tape *t, ag_tensor *x, int ndim, const int64_t *shape) 
     }
   }
   if (infer >= 0) {
-    if (known == 0 || x->numel % known)
-      goto mismatch;
+    if (known == 0 || x->numel % known) goto mismatch;
     out[infer] = x->numel / known;
     known *= out[infer];
   }
@@ -150,7 +150,7 @@ ag_tensor *ag_reshape(ag_tape *t, ag_tensor *x, int ndim, const int64_t *shape) 
   int64_t stride[AG_MAX_DIMS];
   rowmajor_strides(ndim, out, stride);
   return make_view(t, src, ndim, out, src->data, stride, stride, 0);
-mismatch: {
+mismatch : {
   char s[96];
   return ag_tape_fail(t, AG_ERR_SHAPE, "reshape: cannot view %s (%lld elements) with %lld elements",
                       ag_shape_string(x, s, sizeof s), (long long)x->numel, (long long)known);

@@ -1,13 +1,13 @@
 /* The autograd tape: records ops, owns intermediates in an arena, runs
  * backward in reverse order. */
+#include "tensor/internal.h"
+
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "tensor/internal.h"
-
 #define TAPE_CHUNK_BYTES ((size_t)64 << 20)
-#define TAPE_ERROR_MAX 1024
+#define TAPE_ERROR_MAX   1024
 
 struct ag_tape {
   ag_arena *arena;
@@ -275,8 +275,10 @@ static void per_example_hook(void *user, const ag_layer_event *ev) {
   int64_t boff = ev->bias ? ag_params_offset(pe->params, ev->bias) : -1;
   if (woff < 0) return; /* a weight outside this store */
   if (ev->examples != pe->examples) {
-    pe->status = ag_error_set(AG_ERR_SHAPE, "per-example grads: layer saw %lld examples, "
-                              "expected %lld", (long long)ev->examples, (long long)pe->examples);
+    pe->status = ag_error_set(AG_ERR_SHAPE,
+                              "per-example grads: layer saw %lld examples, "
+                              "expected %lld",
+                              (long long)ev->examples, (long long)pe->examples);
     return;
   }
   int64_t rows = ev->rows_per_example, in = ev->in_features, out = ev->out_features;

@@ -1,8 +1,8 @@
 /* Tensor helpers that need no tape, and the parameter store. */
+#include "agora/tensor.h"
+
 #include <stdlib.h>
 #include <string.h>
-
-#include "agora/tensor.h"
 
 bool ag_tensor_is_contiguous(const ag_tensor *t) {
   int64_t expected = 1;
@@ -28,7 +28,8 @@ char *ag_shape_string(const ag_tensor *t, char *buf, size_t size) {
   size_t used = 0;
   used += (size_t)snprintf(buf + used, size - used, "(");
   for (int d = 0; d < t->ndim && used < size; d++)
-    used += (size_t)snprintf(buf + used, size - used, d ? ", %lld" : "%lld", (long long)t->shape[d]);
+    used +=
+        (size_t)snprintf(buf + used, size - used, d ? ", %lld" : "%lld", (long long)t->shape[d]);
   if (used < size) snprintf(buf + used, size - used, ")");
   return buf;
 }

@@ -7,7 +7,7 @@ packages=(
   build-essential cmake pkg-config   # compiler and build
   libopenblas-openmp-dev liblapacke-dev  # sgemm (OpenMP-threaded OpenBLAS), LAPACK
   libjansson-dev                     # JSON / JSONL
-  libpcre2-dev                       # tokenizer pre-tokenisation
+  libpcre2-dev libicu-dev            # tokenizer pre-tokenisation, NFC normalisation
   zlib1g-dev libpng-dev              # gzip'd datasets, PNG output
   dataset-fashion-mnist              # the first real data set
   gnuplot-nox                        # plots

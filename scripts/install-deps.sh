@@ -12,7 +12,7 @@ packages=(
   dataset-fashion-mnist              # the first real data set
   gnuplot-nox                        # plots
   clang clang-format clang-tidy cppcheck  # format and lint
-  python3 python3-numpy              # independent references in tests
+  python3 python3-numpy python3-jinja2  # independent references in tests
 )
 
 missing=()

@@ -85,6 +85,55 @@ ag_tensor *ag_maxpool2d(ag_tape *t, ag_tensor *x, int kernel, int stride, int pa
 /* Padding counts in the divisor (PyTorch's count_include_pad=True). */
 ag_tensor *ag_avgpool2d(ag_tape *t, ag_tensor *x, int kernel, int stride, int padding);
 
+/* ---- transformer attention (src/tensor/ops_attention.c) -------------------- */
+/* Rotary position embeddings as Hugging Face computes them: frequencies
+ * theta^(-2i/D) for i < D/2, rescaled as config.json's rope_scaling says. */
+typedef enum ag_rope_scaling {
+  AG_ROPE_DEFAULT = 0, /* none */
+  AG_ROPE_LINEAR,      /* positions divided by factor */
+  AG_ROPE_DYNAMIC,     /* NTK-aware base growth beyond original_max_positions */
+  AG_ROPE_LLAMA3       /* Llama 3.1 frequency bands */
+} ag_rope_scaling;
+typedef struct ag_rope_config {
+  float theta; /* rope_theta: 10000 (Llama 2), 500000 (Llama 3), 1e6 (Qwen2) */
+  ag_rope_scaling scaling;
+  float factor;                   /* linear, dynamic, llama3 */
+  float low_freq_factor;          /* llama3 */
+  float high_freq_factor;         /* llama3 */
+  int64_t original_max_positions; /* llama3, dynamic: the unscaled context */
+} ag_rope_config;
+/* inv_freq (head_dim/2) for sequences of seq_len tokens (seq_len matters for
+ * dynamic scaling only). */
+ag_status ag_rope_inv_freq(const ag_rope_config *c, int64_t head_dim, int64_t seq_len,
+                           float *inv_freq);
+/* A (count, head_dim) table on the tape for tokens at `positions`: row i is
+ * cos(positions[i] * inv_freq) then sin(...). Not an op (no gradient). */
+ag_tensor *ag_rope_table(ag_tape *t, const float *inv_freq, int64_t head_dim,
+                         const int32_t *positions, int64_t count);
+/* x (B, T, H, D) rotated in the rotate-half layout: pairs (i, i + D/2) of
+ * token (b, t) turn by the angles of its table row. table is (B*T, D), one
+ * row per token, or (T, D) shared by the batch. The table gets no gradient. */
+ag_tensor *ag_rope(ag_tape *t, ag_tensor *x, ag_tensor *table);
+
+/* Which keys each query row may see, per sequence b: query row i sits at key
+ * index query_start[b] + i and sees keys j with key_start[b] <= j < key_end[b]
+ * and j <= query_start[b] + i. NULL arrays (or spans NULL) mean
+ * query_start = S - T (the new tokens are the last T keys: a KV cache),
+ * key_start = 0 (key_start > 0 masks left padding), key_end = S (key_end < S
+ * masks right padding). A row that sees no key gives zeros. */
+typedef struct ag_attention_spans {
+  const int32_t *query_start; /* (B) */
+  const int32_t *key_start;   /* (B) */
+  const int32_t *key_end;     /* (B) */
+} ag_attention_spans;
+/* Causal softmax(q k^T / sqrt(D)) v, fused: q (B, Hq, T, D), k and v
+ * (B, Hkv, S, D) with Hq a multiple of Hkv (grouped-query attention: query
+ * head h reads key/value head h / (Hq / Hkv)). Strided views are read in
+ * place (last dim unit stride). Result (B, Hq, T, D). Keeps only a
+ * log-sum-exp per query row for backward (no (T, S) matrix). */
+ag_tensor *ag_attention(ag_tape *t, ag_tensor *q, ag_tensor *k, ag_tensor *v,
+                        const ag_attention_spans *spans);
+
 #ifdef __cplusplus
 }
 #endif

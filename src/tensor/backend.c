@@ -15,6 +15,7 @@ static void cpu_init(void) {
   ag_cpu_register_matmul(ops);
   ag_cpu_register_nn(ops);
   ag_cpu_register_conv(ops);
+  ag_cpu_register_attention(ops);
 }
 
 const ag_backend *ag_backend_current(void) {

@@ -51,6 +51,9 @@ typedef enum ag_op_id {
   AG_OP_CONV2D,
   AG_OP_MAXPOOL2D,
   AG_OP_AVGPOOL2D,
+  /* ops_attention.c */
+  AG_OP_ROPE,
+  AG_OP_ATTENTION,
   AG_OP_COUNT
 } ag_op_id;
 
@@ -102,6 +105,7 @@ void ag_cpu_register_reduce(const ag_op_impl **ops);
 void ag_cpu_register_matmul(const ag_op_impl **ops);
 void ag_cpu_register_nn(const ag_op_impl **ops);
 void ag_cpu_register_conv(const ag_op_impl **ops);
+void ag_cpu_register_attention(const ag_op_impl **ops);
 
 /* ---- helpers for op files (src/tensor/tape.c) ----------------------------- */
 

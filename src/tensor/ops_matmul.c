@@ -116,11 +116,35 @@ ag_tensor *ag_matmul(ag_tape *t, ag_tensor *a, ag_tensor *b) {
 
 /* ---- linear ------------------------------------------------------------------- */
 
+/* Up to this many rows (decoding a few sequences) a linear streams each
+ * weight row once and dots it with every input row: sgemm would first pack
+ * (copy) the whole weight matrix, several times slower for so few rows. */
+#define SMALL_ROWS 8
+
+/* y (rows, out) = x (rows, in) @ W^T for rows <= SMALL_ROWS. */
+static void linear_small_rows(int64_t rows, int64_t out, int64_t in, const float *x, const float *w,
+                              float *y) {
+#pragma omp parallel for schedule(static) if (out * in > 65536)
+  for (int64_t o = 0; o < out; o++) {
+    const float *wo = w + o * in;
+    for (int64_t r = 0; r < rows; r++) {
+      const float *xr = x + r * in;
+      float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+      for (int64_t k = 0; k < in; k++) s += wo[k] * xr[k];
+      y[r * out + o] = s;
+    }
+  }
+}
+
 static ag_status linear_forward(ag_tape *t, ag_node *n) {
   ag_tensor *x = n->in[0], *w = n->in[1], *bias = n->in[2], *y = n->out;
   int64_t in = w->shape[1], out = w->shape[0], rows = x->numel / in;
   /* y (rows, out) = x (rows, in) @ W^T (in, out) */
-  gemm(false, true, rows, out, in, 1.0f, x->data, in, w->data, in, 0.0f, y->data, out);
+  if (rows <= SMALL_ROWS)
+    linear_small_rows(rows, out, in, x->data, w->data, y->data);
+  else
+    gemm(false, true, rows, out, in, 1.0f, x->data, in, w->data, in, 0.0f, y->data, out);
   if (bias) {
 #pragma omp parallel for if (rows * out > 65536)
     for (int64_t r = 0; r < rows; r++)

@@ -52,7 +52,10 @@ format:
 format-check:
 	clang-format --dry-run --Werror $(SOURCES)
 
+# Lint: cppcheck, clang-format, and a warnings-as-errors clang build.
 lint: build
+	CC=clang cmake -S . -B build-clang -DCMAKE_BUILD_TYPE=Release -DAG_WERROR=ON >/dev/null
+	cmake --build build-clang -j $(JOBS)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
 	  --std=c11 --inline-suppr -I include -I src --suppress=missingIncludeSystem \
 	  src include

@@ -1,8 +1,8 @@
 /* docs/base.md: write a JSONL file atomically, then stream it back. */
+#include "agora/json.h"
+
 #include <stdio.h>
 #include <unistd.h>
-
-#include "agora/json.h"
 
 int main(void) {
   char path[64];

@@ -28,7 +28,7 @@ typedef struct ag_st_entry {
 typedef struct ag_safetensors {
   int count;
   ag_st_entry *entries; /* sorted by name */
-  char *metadata_json; /* the "__metadata__" object as JSON text, or NULL */
+  char *metadata_json;  /* the "__metadata__" object as JSON text, or NULL */
   void *map;
   size_t map_bytes;
   char *path; /* as given to open, for messages */

@@ -247,7 +247,7 @@ ag_status ag_read_file(const char *path, char **data, size_t *bytes) {
   else if (ferror(f))
     st = ag_error_set(AG_ERR_IO, "cannot read %s: %s", path, strerror(errno));
   fclose(f);
-  if (st) {
+  if (st || !buf) {
     free(buf);
     return st;
   }

@@ -481,7 +481,7 @@ ag_status ag_tok_trainer_finish(ag_tok_trainer *tr, ag_tokenizer **out) {
   if (bar) *bar = '\0';
 
   /* ids: special tokens, then the 256 bytes */
-  int order[256], byte_id[256];
+  int order[256] = {0}, byte_id[256] = {0};
   byte_order(t->byte_to_cp, order);
   for (int i = 0; !st && i < tr->n_special; i++)
     st = tok_strtab_push(&keys, tr->special[i], strlen(tr->special[i]));

@@ -47,7 +47,7 @@ typedef struct reduce_space {
 
 static void reduce_space_build(int out_ndim, const int64_t *out_shape, const ag_tensor *x,
                                reduce_space *r) {
-  int64_t src[AG_MAX_DIMS], dst[AG_MAX_DIMS], xrow[AG_MAX_DIMS];
+  int64_t src[AG_MAX_DIMS] = {0}, dst[AG_MAX_DIMS] = {0}, xrow[AG_MAX_DIMS] = {0};
   int64_t n = 1;
   for (int d = x->ndim - 1; d >= 0; d--) {
     xrow[d] = n;

@@ -136,8 +136,8 @@ static void max_rows(const float *x, reduce_dims r, float *y, int64_t *arg) {
     /* One long row: pieces in parallel, then the first best piece wins. */
     int64_t chunks = total / PARALLEL_MIN_ELEMENTS;
     chunks = chunks < 1 ? 1 : chunks > MAX_CHUNKS ? MAX_CHUNKS : chunks;
-    float value[MAX_CHUNKS];
-    int64_t where[MAX_CHUNKS];
+    float value[MAX_CHUNKS] = {0};
+    int64_t where[MAX_CHUNKS] = {0};
 #pragma omp parallel for schedule(static) if (chunks > 1)
     for (int64_t c = 0; c < chunks; c++) {
       int64_t lo = r.n * c / chunks, hi = r.n * (c + 1) / chunks;

@@ -49,7 +49,8 @@ static ag_tensor *make_view(ag_tape *t, ag_tensor *x, int ndim, const int64_t *s
 
 ag_tensor *ag_permute(ag_tape *t, ag_tensor *x, const int *dims) {
   if (!ag_tape_ok(t, x)) return NULL;
-  int64_t shape[AG_MAX_DIMS], stride[AG_MAX_DIMS], gstride[AG_MAX_DIMS], xg[AG_MAX_DIMS];
+  int64_t shape[AG_MAX_DIMS] = {0}, stride[AG_MAX_DIMS] = {0}, gstride[AG_MAX_DIMS] = {0};
+  int64_t xg[AG_MAX_DIMS];
   bool seen[AG_MAX_DIMS] = {false};
   rowmajor_strides(x->ndim, x->shape, xg);
   for (int d = 0; d < x->ndim; d++) {

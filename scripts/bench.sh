@@ -6,6 +6,19 @@ BUILD=${1:-build}
 THREADS=${AG_THREADS:-2}
 export AG_THREADS=$THREADS
 echo "== machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), threads $THREADS"
+# bench-lm: GPT-2 124M training and stories15M/110M-shaped decoding, with the
+# memory bandwidth decoding is bound by. `scripts/bench.sh BUILD lm` runs only this.
+bench_lm() {
+  echo "== bench-lm: language models (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+  "$BUILD/bench_membw"
+  "$BUILD/bench_lm_train" 10
+  "$BUILD/bench_lm_decode" s15m 256 3
+  "$BUILD/bench_lm_decode" s110m 256 3
+}
+if [ "${2:-all}" = lm ]; then
+  bench_lm
+  exit 0
+fi
 echo "== sgemm through the op layer vs OpenBLAS directly"
 "$BUILD/bench_sgemm"
 echo "== training steps, Fashion-MNIST shapes (1x28x28), SGD momentum"
@@ -23,8 +36,9 @@ if command -v perf >/dev/null 2>&1; then
   fi
   rm -f "$data"
 fi
+bench_lm
 for b in "$BUILD"/bench_*; do
-  case "$b" in *bench_sgemm | *bench_train_step) continue ;; esac
+  case "$b" in *bench_sgemm | *bench_train_step | *bench_membw | *bench_lm_train | *bench_lm_decode) continue ;; esac
   [ -x "$b" ] || continue
   echo "== $(basename "$b")"
   "$b"

@@ -100,6 +100,22 @@ ag_tensor *ag_transformer_forward(ag_tape *t, ag_transformer *m, const int32_t *
 ag_tensor *ag_transformer_loss(ag_tape *t, ag_transformer *m, const int32_t *ids,
                                const int32_t *targets, const float *weights, int64_t B, int64_t T);
 
+/* ---- adapters (LoRA: agora/lora.h) ------------------------------------------- */
+
+/* Called after every projection inside the blocks (q, k, v, o, gate, up,
+ * down; GPT-2's c_attn once for each of its q, k, v row slices) with the
+ * input x (..., in), the output y (..., out) = x W^T + b, the weight as the
+ * store holds it (GPT-2: all of c_attn) and the rows [row_begin, row_end) of
+ * it this projection used. Returns the output to use instead: y itself for
+ * a weight without an adapter, NULL on failure (the tape holds the error).
+ * Training and decoding both go through it. */
+typedef ag_tensor *(*ag_transformer_adapter_fn)(ag_tape *t, void *ctx, const ag_tensor *weight,
+                                                int64_t row_begin, int64_t row_end, ag_tensor *x,
+                                                ag_tensor *y);
+/* Installs fn (NULL removes it); one adapter at a time. */
+void ag_transformer_set_adapter(ag_transformer *m, ag_transformer_adapter_fn fn, void *ctx);
+void *ag_transformer_adapter_ctx(const ag_transformer *m);
+
 /* ---- incremental decoding with a KV cache (src/nn/transformer_decode.c) ------- */
 
 /* Keys and values of `batch` sequences, each with its own length, up to

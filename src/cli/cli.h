@@ -12,5 +12,8 @@ typedef struct ag_cli_area {
 } ag_cli_area;
 
 int ag_cli_vision(int argc, char **argv);
+int ag_cli_tok(int argc, char **argv);
+int ag_cli_lm(int argc, char **argv);
+int ag_cli_lm_train(int argc, char **argv); /* `agora lm train`: argv[0] is "train" */
 
 #endif

@@ -8,6 +8,8 @@
 
 static const ag_cli_area areas[] = {
     {"vision", "train and evaluate image classifiers (MLP, CNN, ResNet)", ag_cli_vision},
+    {"tok", "tokenizers: encode, decode, train (tokenizer.json, GGUF)", ag_cli_tok},
+    {"lm", "language models: generate, chat, eval (HF folders, GGUF files)", ag_cli_lm},
 };
 
 static void usage(FILE *f) {

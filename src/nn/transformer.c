@@ -304,6 +304,31 @@ static ag_tensor *norm(ag_tape *t, const ag_transformer *m, ag_tensor *x, ag_ten
   return ag_rmsnorm(t, x, weight, m->config.norm_eps);
 }
 
+void ag_transformer_set_adapter(ag_transformer *m, ag_transformer_adapter_fn fn, void *ctx) {
+  m->adapter = fn;
+  m->adapter_ctx = fn ? ctx : NULL;
+}
+
+void *ag_transformer_adapter_ctx(const ag_transformer *m) { return m->adapter_ctx; }
+
+/* x (..., in) -> x W[rows]^T + b[rows] (..., rows), then the adapter, if any. */
+static ag_tensor *project_rows(ag_tape *t, const ag_transformer *m, ag_tensor *x, ag_tensor *weight,
+                               ag_tensor *bias, int64_t begin, int64_t end) {
+  ag_tensor *w = weight, *b = bias;
+  if (begin != 0 || end != weight->shape[0]) {
+    w = ag_slice(t, weight, 0, begin, end);
+    b = bias ? ag_slice(t, bias, 0, begin, end) : NULL;
+  }
+  ag_tensor *y = ag_linear(t, x, w, b);
+  if (!y || !m->adapter) return y;
+  return m->adapter(t, m->adapter_ctx, weight, begin, end, x, y);
+}
+
+static ag_tensor *project(ag_tape *t, const ag_transformer *m, ag_tensor *x, ag_tensor *weight,
+                          ag_tensor *bias) {
+  return project_rows(t, m, x, weight, bias, 0, weight->shape[0]);
+}
+
 static ag_tensor *heads_view(ag_tape *t, ag_tensor *x, int64_t B, int64_t T, int64_t H, int64_t D) {
   return ag_reshape(t, x, 4, (int64_t[]){B, T, H, D}); /* (B, T, H, D) */
 }
@@ -321,15 +346,13 @@ static ag_tensor *attention_block(ag_tape *t, ag_transformer *m, int64_t layer, 
     /* c_attn's rows are [q; k; v]: three row slices are three contiguous
      * (C, C) weights, read in place. */
     int64_t C = c->hidden_size;
-    q = ag_linear(t, h, ag_slice(t, L->qkv_weight, 0, 0, C), ag_slice(t, L->qkv_bias, 0, 0, C));
-    k = ag_linear(t, h, ag_slice(t, L->qkv_weight, 0, C, 2 * C),
-                  ag_slice(t, L->qkv_bias, 0, C, 2 * C));
-    v = ag_linear(t, h, ag_slice(t, L->qkv_weight, 0, 2 * C, 3 * C),
-                  ag_slice(t, L->qkv_bias, 0, 2 * C, 3 * C));
+    q = project_rows(t, m, h, L->qkv_weight, L->qkv_bias, 0, C);
+    k = project_rows(t, m, h, L->qkv_weight, L->qkv_bias, C, 2 * C);
+    v = project_rows(t, m, h, L->qkv_weight, L->qkv_bias, 2 * C, 3 * C);
   } else {
-    q = ag_linear(t, h, L->q_weight, L->q_bias);
-    k = ag_linear(t, h, L->k_weight, L->k_bias);
-    v = ag_linear(t, h, L->v_weight, L->v_bias);
+    q = project(t, m, h, L->q_weight, L->q_bias);
+    k = project(t, m, h, L->k_weight, L->k_bias);
+    v = project(t, m, h, L->v_weight, L->v_bias);
   }
   q = heads_view(t, q, B, T, Hq, D);
   k = heads_view(t, k, B, T, Hkv, D);
@@ -344,7 +367,7 @@ static ag_tensor *attention_block(ag_tape *t, ag_transformer *m, int64_t layer, 
   if (!kv(t, kv_ctx, layer, k, v, &k_all, &v_all, &spans)) return NULL;
   ag_tensor *a = ag_attention(t, ag_transpose(t, q, 1, 2), k_all, v_all, spans); /* (B,Hq,T,D) */
   a = ag_reshape(t, ag_transpose(t, a, 1, 2), 3, (int64_t[]){B, T, Hq * D});
-  return ag_add(t, x, ag_linear(t, a, L->o_weight, L->o_bias));
+  return ag_add(t, x, project(t, m, a, L->o_weight, L->o_bias));
 }
 
 /* x (B, T, C) -> x + mlp(norm(x)): SwiGLU (llama) or GELU (gpt2). */
@@ -352,12 +375,12 @@ static ag_tensor *mlp_block(ag_tape *t, ag_transformer *m, int64_t layer, ag_ten
   const transformer_layer *L = &m->layers[layer];
   ag_tensor *h = norm(t, m, x, L->norm2_weight, L->norm2_bias), *inner;
   if (m->config.arch == AG_ARCH_GPT2) {
-    inner = ag_gelu(t, ag_linear(t, h, L->up_weight, L->up_bias));
+    inner = ag_gelu(t, project(t, m, h, L->up_weight, L->up_bias));
   } else {
-    inner = ag_mul(t, ag_silu(t, ag_linear(t, h, L->gate_weight, L->gate_bias)),
-                   ag_linear(t, h, L->up_weight, L->up_bias));
+    inner = ag_mul(t, ag_silu(t, project(t, m, h, L->gate_weight, L->gate_bias)),
+                   project(t, m, h, L->up_weight, L->up_bias));
   }
-  return ag_add(t, x, ag_linear(t, inner, L->down_weight, L->down_bias));
+  return ag_add(t, x, project(t, m, inner, L->down_weight, L->down_bias));
 }
 
 /* Keys and values of this step only: (B, T, H, D) seen as (B, H, T, D). */

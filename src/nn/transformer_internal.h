@@ -30,6 +30,9 @@ struct ag_transformer {
   ag_tensor *final_norm_weight, *final_norm_bias;
   ag_tensor *lm_head; /* (V, C); the embedding table when tied */
   float *inv_freq;    /* (head_dim / 2) rotary frequencies (llama; not dynamic) */
+  /* Called after each projection in the blocks; NULL: none (agora/lora.h). */
+  ag_transformer_adapter_fn adapter;
+  void *adapter_ctx;
 };
 
 /* Where a block's keys and values come from. Given this step's rotated keys

@@ -3,6 +3,9 @@
 
 #include <cblas.h>
 #include <string.h>
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#include <immintrin.h>
+#endif
 
 /* How a (rows, cols) matrix view maps onto sgemm: row-major with leading
  * dimension ld, possibly transposed. False when neither stride is 1. */
@@ -121,9 +124,103 @@ ag_tensor *ag_matmul(ag_tape *t, ag_tensor *a, ag_tensor *b) {
  * (copy) the whole weight matrix, several times slower for so few rows. */
 #define SMALL_ROWS 8
 
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+/* Explicit FMA vectors: `omp simd` compiled to one add chain per dot product
+ * and a scalar horizontal sum (half of a decoding step's time). Here each
+ * weight row is dotted with every input row at once, several accumulators
+ * per row, so the chains overlap and each weight load serves all rows. */
+#if defined(__AVX512F__)
+typedef __m512 vec;
+#define VEC_WIDTH 16
+#define vec_zero  _mm512_setzero_ps
+#define vec_load  _mm512_loadu_ps
+#define vec_fma   _mm512_fmadd_ps
+#define vec_add   _mm512_add_ps
+#define vec_sum   _mm512_reduce_add_ps
+#else
+typedef __m256 vec;
+#define VEC_WIDTH 8
+#define vec_zero  _mm256_setzero_ps
+#define vec_load  _mm256_loadu_ps
+#define vec_fma   _mm256_fmadd_ps
+#define vec_add   _mm256_add_ps
+static inline float vec_sum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+#endif
+#define SIMD_SMALL_ROWS 1
+
+/* y[r, o] = x[r] . w[o] for r < R, U accumulators per row over k; R and U
+ * are constants after inlining, so the accumulators live in registers. One
+ * weight row at a time: a single sequential stream, which the prefetcher
+ * follows best when the weights come from memory (decoding a large model). */
+static inline __attribute__((always_inline)) void dot_row(const int R, const int U, int64_t out,
+                                                          int64_t in, const float *x,
+                                                          const float *w, float *y) {
+  vec acc[4][SMALL_ROWS];
+#pragma GCC unroll 4
+  for (int u = 0; u < U; u++)
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) acc[u][r] = vec_zero();
+  int64_t k = 0;
+  for (; k + U * VEC_WIDTH <= in; k += U * VEC_WIDTH)
+#pragma GCC unroll 4
+    for (int u = 0; u < U; u++) {
+      vec wv = vec_load(w + k + u * VEC_WIDTH);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; r++)
+        acc[u][r] = vec_fma(wv, vec_load(x + r * in + k + u * VEC_WIDTH), acc[u][r]);
+    }
+  for (; k + VEC_WIDTH <= in; k += VEC_WIDTH) {
+    vec wv = vec_load(w + k);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) acc[0][r] = vec_fma(wv, vec_load(x + r * in + k), acc[0][r]);
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; r++) {
+#pragma GCC unroll 4
+    for (int u = 1; u < U; u++) acc[0][r] = vec_add(acc[0][r], acc[u][r]);
+    float s = vec_sum(acc[0][r]);
+    for (int64_t i = k; i < in; i++) s += w[i] * x[r * in + i];
+    y[r * out] = s;
+  }
+}
+
+/* y[:rows, j] for the n weight rows w[j] (j < n). */
+static void dot_rows(int64_t rows, int64_t n, int64_t out, int64_t in, const float *x,
+                     const float *w, float *y) {
+#define DOT_CASE(R, U)                                                                             \
+  case R:                                                                                          \
+    for (int64_t j = 0; j < n; j++) dot_row(R, U, out, in, x, w + j * in, y + j);                  \
+    break;
+  switch (rows) {
+    DOT_CASE(1, 4)
+    DOT_CASE(2, 2)
+    DOT_CASE(3, 2)
+    DOT_CASE(4, 1)
+    DOT_CASE(5, 1)
+    DOT_CASE(6, 1)
+    DOT_CASE(7, 1)
+    DOT_CASE(8, 1)
+  default: break;
+  }
+#undef DOT_CASE
+}
+#endif
+
 /* y (rows, out) = x (rows, in) @ W^T for rows <= SMALL_ROWS. */
 static void linear_small_rows(int64_t rows, int64_t out, int64_t in, const float *x, const float *w,
                               float *y) {
+#ifdef SIMD_SMALL_ROWS
+  int64_t per = 16, blocks = (out + per - 1) / per; /* weight rows per loop iteration */
+#pragma omp parallel for schedule(static) if (out * in > 65536)
+  for (int64_t b = 0; b < blocks; b++) {
+    int64_t o = b * per, n = out - o < per ? out - o : per;
+    dot_rows(rows, n, out, in, x, w + o * in, y + o);
+  }
+#else
 #pragma omp parallel for schedule(static) if (out * in > 65536)
   for (int64_t o = 0; o < out; o++) {
     const float *wo = w + o * in;
@@ -135,6 +232,7 @@ static void linear_small_rows(int64_t rows, int64_t out, int64_t in, const float
       y[r * out + o] = s;
     }
   }
+#endif
 }
 
 static ag_status linear_forward(ag_tape *t, ag_node *n) {

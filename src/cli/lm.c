@@ -30,7 +30,8 @@ static void area_usage(FILE *f) {
              "  generate  continue a prompt, or every prompt of a JSONL file\n"
              "  chat      talk with a model through its chat template (lines on stdin)\n"
              "  eval      loss and perplexity on a text or JSONL corpus\n"
-             "  info      describe a model\n\n"
+             "  info      describe a model\n"
+             "  train     train or fine-tune (full or LoRA) on text, JSONL or chat data\n\n"
              "Run `agora lm <verb> --help` for a verb's flags.\n");
 }
 
@@ -540,21 +541,26 @@ static int cmd_generate(int argc, char **argv) {
 
 /* ---- chat --------------------------------------------------------------------------- */
 
-/* One line of stdin without its newline (malloc'd); NULL at end of input. */
+/* One line of stdin without its newline (malloc'd); NULL at end of input
+ * (or when memory runs out). */
 static char *read_line(FILE *f) {
   size_t cap = 256, n = 0;
   char *line = malloc(cap);
-  int c = EOF;
-  while (line && (c = fgetc(f)) != EOF && c != '\n') {
+  if (!line) return NULL;
+  int c;
+  while ((c = fgetc(f)) != EOF && c != '\n') {
     if (n + 1 == cap) {
       char *grown = realloc(line, cap * 2);
-      if (!grown) break;
+      if (!grown) {
+        free(line);
+        return NULL;
+      }
       line = grown;
       cap *= 2;
     }
     line[n++] = (char)c;
   }
-  if (!line || (c == EOF && n == 0)) {
+  if (c == EOF && n == 0) {
     free(line);
     return NULL;
   }
@@ -914,8 +920,9 @@ int ag_cli_lm(int argc, char **argv) {
   if (!strcmp(verb, "chat")) return cmd_chat(argc - 1, argv + 1);
   if (!strcmp(verb, "eval")) return cmd_eval(argc - 1, argv + 1);
   if (!strcmp(verb, "info")) return cmd_info(argc - 1, argv + 1);
-  fprintf(stderr, "agora: error: lm: unknown verb '%s' (verbs: generate, chat, eval, info)\n",
-          verb);
+  if (!strcmp(verb, "train")) return ag_cli_lm_train(argc - 1, argv + 1);
+  fprintf(stderr,
+          "agora: error: lm: unknown verb '%s' (verbs: generate, chat, eval, info, train)\n", verb);
   area_usage(stderr);
   return 2;
 }

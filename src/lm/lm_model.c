@@ -160,7 +160,7 @@ static double token_nll(const float *row, int64_t V, int32_t target) {
   for (int64_t i = 1; i < V; i++) top = fmaxf(top, row[i]);
   double sum = 0;
   for (int64_t i = 0; i < V; i++) sum += exp((double)row[i] - top);
-  return log(sum) + top - row[target];
+  return log(fmax(sum, 1.0)) + top - row[target]; /* sum >= 1: the top term is exp(0) */
 }
 
 /* Feeds ids[0..n) from an empty cache, summing the nll of ids[1..n). */

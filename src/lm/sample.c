@@ -93,7 +93,8 @@ static int32_t argmax(const float *logits, int64_t V) {
 /* Candidate order: higher logit first, then lower id, so every sort and
  * selection below gives one answer. */
 static bool before(const float *logits, int32_t a, int32_t b) {
-  return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  float x = logits[a], y = logits[b];
+  return x > y || (x == y && a < b);
 }
 
 /* A heap over order[0..n) whose root is the worst candidate: every parent

@@ -63,6 +63,12 @@ static void kv_f32(gguf_writer *w, const char *key, float v) {
   put(&w->kv, &v, 4);
   w->kv_count++;
 }
+/* Byte-fallback tokens 31..39: the UTF-8 of U+00E9 and U+1F600, a lone
+ * lead byte, 'A' and a newline. */
+static const unsigned BYTE_TOKENS[9] = {0xC3, 0xA9, 0xF0, 0x9F, 0x98, 0x80, 0xE2, 0x41, 0x0A};
+
+/* ids 0-4 "<unk>" "<s>" "</s>" "<|im_start|>" "<|im_end|>", 5-30 letters
+ * (odd ids with a leading U+2581), 31-39 BYTE_TOKENS. */
 static void kv_tokens(gguf_writer *w, int n) {
   put_str(&w->kv, "tokenizer.ggml.tokens");
   put_u32(&w->kv, 9);
@@ -75,7 +81,7 @@ static void kv_tokens(gguf_writer *w, int n) {
       snprintf(text, sizeof text, "%s", fixed[i]);
     } else {
       snprintf(text, sizeof text, "%s%c", i % 2 ? "\xe2\x96\x81" : "", 'a' + (i - 5) % 26);
-      if (i >= 31) snprintf(text, sizeof text, "<0x%02X>", 32 + i);
+      if (i >= 31) snprintf(text, sizeof text, "<0x%02X>", BYTE_TOKENS[(i - 31) % 9]);
     }
     put_str(&w->kv, text);
   }
@@ -561,6 +567,84 @@ TEST(a_gguf_with_vocabulary_and_chat_template_opens_as_an_lm) {
   CHECK(strstr(ag_error_message(), "40") && strstr(ag_error_message(), "37"));
 }
 
+/* A model that says one thing: every layer zero, so the hidden state is the
+ * token's embedding; embedding row of chain[k] = unit vector k, LM-head row
+ * of chain[k + 1] = 10 x unit vector k. Greedy decoding then walks chain. */
+static const int32_t CHAIN[] = {1, 6, 31, 32, 33, 34, 35, 36, 37, 7, 38, 39, 2};
+#define CHAIN_LENGTH ((int)(sizeof CHAIN / sizeof CHAIN[0]))
+
+static void collect_piece(void *user, int64_t index, const char *text, size_t n) {
+  ag_tok_text *pieces = user; /* NUL-separated */
+  CHECK(index == 0 && n > 0);
+  pieces->data = realloc(pieces->data, pieces->size + n + 2);
+  memcpy(pieces->data + pieces->size, text, n);
+  pieces->size += n;
+  pieces->data[pieces->size++] = '\0';
+}
+
+/* Byte offsets where a character starts (an invalid byte is one unit). */
+static bool starts_character(const unsigned char *s, size_t size, size_t at) {
+  size_t i = 0;
+  while (i < at) {
+    unsigned char c = s[i];
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+    bool ok = i + len <= size;
+    for (size_t k = 1; ok && k < len; k++) ok = (s[i + k] & 0xC0) == 0x80;
+    i += ok ? len : 1;
+  }
+  return i == at;
+}
+
+TEST(streamed_text_is_whole_utf8_characters_across_byte_tokens) {
+  ag_transformer *m = random_model(40, false, false);
+  if (!m) return;
+  ag_params *p = ag_transformer_params(m);
+  for (int i = 0; i < p->count; i++)
+    memset(p->tensors[i]->data, 0, (size_t)p->tensors[i]->numel * 4);
+  ag_tensor *embed = ag_params_find(p, "model.embed_tokens.weight");
+  ag_tensor *head = ag_params_find(p, "lm_head.weight");
+  ag_tensor *norm = ag_params_find(p, "model.norm.weight");
+  for (int64_t j = 0; j < 16; j++) norm->data[j] = 1;
+  for (int k = 0; k + 1 < CHAIN_LENGTH; k++) {
+    embed->data[CHAIN[k] * 16 + k] = 1;
+    head->data[CHAIN[k + 1] * 16 + k] = 10;
+  }
+  const char *path = tmp_path("script.gguf");
+  write_model(m, "llama", path, 40, NULL);
+  ag_transformer_destroy(m);
+  ag_lm *lm = NULL;
+  CHECK_OK(ag_lm_open(path, &lm));
+  if (!lm) return;
+  ag_generate_options o = ag_generate_defaults();
+  o.sampling.temperature = 0;
+  o.max_new_tokens = 40;
+  ag_tok_text pieces = {0};
+  o.on_text = collect_piece;
+  o.user = &pieces;
+  const char *empty = "";
+  ag_generation g;
+  CHECK_OK(ag_generate(lm, &empty, 1, &o, &g));
+  CHECK(g.finish == AG_FINISH_EOS && g.tokens.count == CHAIN_LENGTH - 1);
+  CHECK(g.tokens.count == CHAIN_LENGTH - 1 &&
+        !memcmp(g.tokens.ids, CHAIN + 1, (size_t)(CHAIN_LENGTH - 1) * sizeof(int32_t)));
+  const char want[] = "b\xc3\xa9\xf0\x9f\x98\x80\xe2 cA\n"; /* ids 6 "b", 7 "▁c" */
+  CHECK_MSG(g.text.size == sizeof want - 1 && !memcmp(g.text.data, want, sizeof want - 1),
+            "text '%s'", g.text.data ? g.text.data : "");
+  /* pieces add up to the text and each starts a character */
+  size_t at = 0, count = 0;
+  for (size_t i = 0; i < pieces.size; i += strlen(pieces.data + i) + 1, count++) {
+    size_t n = strlen(pieces.data + i);
+    CHECK_MSG(starts_character((const unsigned char *)g.text.data, g.text.size, at),
+              "a piece starts inside a character at byte %zu", at);
+    CHECK(at + n <= g.text.size && !memcmp(g.text.data + at, pieces.data + i, n));
+    at += n;
+  }
+  CHECK(at == g.text.size && count >= 4);
+  ag_generation_free(&g, 1);
+  free(pieces.data);
+  ag_lm_close(lm);
+}
+
 /* ---- bad files ------------------------------------------------------------------------------- */
 
 TEST(bad_gguf_models_are_clear_errors) {
@@ -605,7 +689,7 @@ TEST(bad_gguf_models_are_clear_errors) {
   kv_u32(&q, "llama.feed_forward_length", 32);
   kv_u32(&q, "llama.attention.head_count", 4);
   int64_t embed[2] = {8, 32};
-  add_tensor(&q, "token_embd.weight", NULL, 2, embed, 2 /* Q4_0 */, 8 * 18);
+  add_tensor(&q, "token_embd.weight", w, 2, embed, 2 /* Q4_0: zero bytes */, 8 * 18);
   gguf_write(&q, path);
   CHECK(ag_gguf_model_load(path, false, &m) != AG_OK && !m);
   CHECK_MSG(strstr(ag_error_message(), "Q4_0") && strstr(ag_error_message(), "token_embd"), "%s",
@@ -620,6 +704,7 @@ int main(void) {
   RUN(llama_files_with_gqa_tied_or_not_load_back_to_the_same_network);
   RUN(qwen2_files_keep_their_row_order_and_biases);
   RUN(a_gguf_with_vocabulary_and_chat_template_opens_as_an_lm);
+  RUN(streamed_text_is_whole_utf8_characters_across_byte_tokens);
   RUN(bad_gguf_models_are_clear_errors);
   TEST_MAIN_END();
 }

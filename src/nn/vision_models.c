@@ -236,6 +236,9 @@ void ag_vision_model_init(ag_vision_model *m, ag_rng *rng) {
       for (int64_t j = 0; j < x->numel; j++) x->data[j] = std * ag_rng_normal(rng);
     } else {
       bool norm_scale = strstr(x->name, "norm") && ends_with(x->name, ".weight");
+      /* The last norm of each residual branch starts at 0, so every block
+       * starts as its shortcut (Goyal et al. 2017, "zero-init residual"). */
+      if (ends_with(x->name, ".norm2.weight")) norm_scale = false;
       for (int64_t j = 0; j < x->numel; j++) x->data[j] = norm_scale ? 1.0f : 0.0f;
     }
   }

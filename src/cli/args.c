@@ -326,3 +326,44 @@ void ag_args_apply_common(const ag_common_flags *c) {
   ag_progress_set_quiet(c->quiet);
   if (c->quiet) ag_log_set_level(AG_LOG_WARN);
 }
+
+int ag_args_with_common(ag_flag *flags, const ag_flag *table, int count, ag_common_flags *common,
+                        bool with_seed) {
+  ag_flag shared[AG_COMMON_FLAG_COUNT];
+  ag_args_common_flags(shared, common);
+  int n = 0;
+  for (int i = 0; i < count; i++) flags[n++] = table[i];
+  for (int i = 0; i < AG_COMMON_FLAG_COUNT; i++)
+    if (with_seed || strcmp(shared[i].name, "seed")) flags[n++] = shared[i];
+  return n;
+}
+
+/* ---- areas -------------------------------------------------------------------------- */
+
+static void area_help(const ag_cli_area_help *a, FILE *f) {
+  fprintf(f, "usage: agora %s <verb> [flags]\n\n", a->name);
+  if (a->about) fprintf(f, "%s\n\n", a->about);
+  fprintf(f, "verbs:\n");
+  for (int i = 0; i < a->verb_count; i++)
+    fprintf(f, "  %-10s %s\n", a->verbs[i].name, a->verbs[i].summary);
+  fprintf(f, "\nRun `agora %s <verb> --help` for a verb's flags.\n", a->name);
+}
+
+int ag_cli_dispatch(const ag_cli_area_help *a, int argc, char **argv) {
+  if (argc < 2) {
+    area_help(a, stderr);
+    return 2;
+  }
+  const char *verb = argv[1];
+  if (!strcmp(verb, "--help") || !strcmp(verb, "-h") || !strcmp(verb, "help")) {
+    area_help(a, stdout);
+    return 0;
+  }
+  for (int i = 0; i < a->verb_count; i++)
+    if (!strcmp(verb, a->verbs[i].name)) return a->verbs[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "agora: error: %s: unknown verb '%s' (verbs:", a->name, verb);
+  for (int i = 0; i < a->verb_count; i++) fprintf(stderr, "%s %s", i ? "," : "", a->verbs[i].name);
+  fprintf(stderr, ")\n");
+  area_help(a, stderr);
+  return 2;
+}

@@ -88,5 +88,30 @@ typedef struct ag_common_flags {
 void ag_args_common_flags(ag_flag *flags, ag_common_flags *c);
 /* Applies --threads (ag_threads_set) and --quiet (progress and info logs). */
 void ag_args_apply_common(const ag_common_flags *c);
+/* flags = a command's own table, then the common flags (without --seed
+ * unless with_seed); returns how many. flags has room for count +
+ * AG_COMMON_FLAG_COUNT entries. */
+int ag_args_with_common(ag_flag *flags, const ag_flag *table, int count, ag_common_flags *common,
+                        bool with_seed);
+
+/* ---- areas and their verbs -------------------------------------------------- */
+
+typedef struct ag_cli_verb {
+  const char *name;                  /* "train" */
+  const char *summary;               /* one line in the area's help */
+  int (*run)(int argc, char **argv); /* argv[0] is the verb */
+} ag_cli_verb;
+
+typedef struct ag_cli_area_help {
+  const char *name;  /* "vision" */
+  const char *about; /* a paragraph under the usage line, or NULL */
+  const ag_cli_verb *verbs;
+  int verb_count;
+} ag_cli_area_help;
+
+/* `agora <area> <verb> ...`: runs the verb argv[1] names (argv[0] is the
+ * area). No verb: the area's help on stderr, exit 2; --help / -h / help:
+ * on stdout, exit 0; an unknown verb: an error listing the verbs, exit 2. */
+int ag_cli_dispatch(const ag_cli_area_help *area, int argc, char **argv);
 
 #endif

@@ -22,34 +22,11 @@
 static char EMPTY_PROMPT_FLAG[] = "--prompt=<empty>";
 #define EMPTY_PROMPT (EMPTY_PROMPT_FLAG + 9)
 
-static void area_usage(FILE *f) {
-  fprintf(f, "usage: agora lm <verb> [flags]\n\n"
-             "Language models: a Hugging Face model folder (config.json, model.safetensors,\n"
-             "tokenizer.json) or a llama.cpp GGUF file (F32, F16, BF16, Q8_0).\n\n"
-             "verbs:\n"
-             "  generate  continue a prompt, or every prompt of a JSONL file\n"
-             "  chat      talk with a model through its chat template (lines on stdin)\n"
-             "  eval      loss and perplexity on a text or JSONL corpus\n"
-             "  info      describe a model\n"
-             "  train     train or fine-tune (full or LoRA) on text, JSONL or chat data\n\n"
-             "Run `agora lm <verb> --help` for a verb's flags.\n");
-}
-
 /* ---- shared pieces ------------------------------------------------------------------ */
 
 static int open_model(const char *path, ag_lm **lm) {
   if (ag_lm_open(path, lm)) return ag_cli_error("%s", ag_error_message());
   return 0;
-}
-
-/* The command's flags followed by the common ones; returns the count. */
-static int join_flags(ag_flag *flags, const ag_flag *table, int count, ag_common_flags *common) {
-  int n = 0;
-  for (int i = 0; i < count; i++) flags[n++] = table[i];
-  ag_flag shared[AG_COMMON_FLAG_COUNT];
-  ag_args_common_flags(shared, common);
-  for (int i = 0; i < AG_COMMON_FLAG_COUNT; i++) flags[n++] = shared[i];
-  return n;
 }
 
 /* Sampling flags shared by generate and chat. */
@@ -503,7 +480,7 @@ static int cmd_generate(int argc, char **argv) {
                          .value = &ignore_eos,
                          .help = "keep generating past the end-of-sequence token"};
   ag_flag flags[MAX_FLAGS + AG_COMMON_FLAG_COUNT];
-  int count = join_flags(flags, table, n, &common);
+  int count = ag_args_with_common(flags, table, n, &common, true);
   ag_command cmd = {
       .name = "lm generate",
       .summary = "Continue a prompt (--prompt) or each prompt of a JSONL file (--prompts), "
@@ -639,7 +616,7 @@ static int cmd_chat(int argc, char **argv) {
                                  "default: the model's own, else plain"};
   n += add_sampling_flags(table + n, &s);
   ag_flag flags[MAX_FLAGS + AG_COMMON_FLAG_COUNT];
-  int count = join_flags(flags, table, n, &common);
+  int count = ag_args_with_common(flags, table, n, &common, true);
   ag_command cmd = {.name = "lm chat",
                     .summary = "Talk with a model: each line on stdin is a user message; each "
                                "reply is printed on stdout followed by a newline. Works with a "
@@ -807,7 +784,7 @@ static int cmd_eval(int argc, char **argv) {
        .max = 1e12},
   };
   ag_flag flags[sizeof table / sizeof *table + AG_COMMON_FLAG_COUNT];
-  int count = join_flags(flags, table, (int)(sizeof table / sizeof *table), &common);
+  int count = ag_args_with_common(flags, table, (int)(sizeof table / sizeof *table), &common, true);
   ag_command cmd = {.name = "lm eval",
                     .summary = "Mean next-token loss (nats) and perplexity of a model on a "
                                "corpus. Each document starts with the model's BOS; every token "
@@ -907,22 +884,17 @@ static int cmd_info(int argc, char **argv) {
 }
 
 int ag_cli_lm(int argc, char **argv) {
-  if (argc < 2) {
-    area_usage(stderr);
-    return 2;
-  }
-  const char *verb = argv[1];
-  if (!strcmp(verb, "--help") || !strcmp(verb, "-h") || !strcmp(verb, "help")) {
-    area_usage(stdout);
-    return 0;
-  }
-  if (!strcmp(verb, "generate")) return cmd_generate(argc - 1, argv + 1);
-  if (!strcmp(verb, "chat")) return cmd_chat(argc - 1, argv + 1);
-  if (!strcmp(verb, "eval")) return cmd_eval(argc - 1, argv + 1);
-  if (!strcmp(verb, "info")) return cmd_info(argc - 1, argv + 1);
-  if (!strcmp(verb, "train")) return ag_cli_lm_train(argc - 1, argv + 1);
-  fprintf(stderr,
-          "agora: error: lm: unknown verb '%s' (verbs: generate, chat, eval, info, train)\n", verb);
-  area_usage(stderr);
-  return 2;
+  static const ag_cli_verb verbs[] = {
+      {"generate", "continue a prompt, or every prompt of a JSONL file", cmd_generate},
+      {"chat", "talk with a model through its chat template (lines on stdin)", cmd_chat},
+      {"eval", "loss and perplexity on a text or JSONL corpus", cmd_eval},
+      {"info", "describe a model", cmd_info},
+      {"train", "train or fine-tune (full or LoRA) on text, JSONL or chat data", ag_cli_lm_train},
+  };
+  static const ag_cli_area_help area = {
+      "lm",
+      "Language models: a Hugging Face model folder (config.json, "
+      "model.safetensors,\ntokenizer.json) or a llama.cpp GGUF file (F32, F16, BF16, Q8_0).",
+      verbs, (int)(sizeof verbs / sizeof *verbs)};
+  return ag_cli_dispatch(&area, argc, argv);
 }

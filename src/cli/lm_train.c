@@ -498,10 +498,8 @@ int ag_cli_lm_train(int argc, char **argv) {
                    .lora_dropout = lora_defaults.dropout,
                    .lora_targets = lora_defaults.target_modules};
   ag_flag flags[MAX_FLAGS];
-  int n = add_flags(flags, &v);
-  ag_flag shared[AG_COMMON_FLAG_COUNT];
-  ag_args_common_flags(shared, &common);
-  for (int i = 0; i < AG_COMMON_FLAG_COUNT; i++) flags[n++] = shared[i];
+  ag_flag own[MAX_FLAGS - AG_COMMON_FLAG_COUNT];
+  int n = ag_args_with_common(flags, own, add_flags(own, &v), &common, true);
   ag_command cmd = {.name = "lm train",
                     .summary = "Train a language model on next tokens: from scratch (--config) "
                                "or from a\nHugging Face folder (--model), all parameters or "

@@ -11,18 +11,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static void area_usage(FILE *f) {
-  fprintf(f, "usage: agora tok <verb> [flags]\n\n"
-             "Tokenizers: Hugging Face tokenizer.json (BPE, byte-level or with byte fallback),\n"
-             "GGUF vocabularies (llama.cpp pre-tokenizers), and a byte-level BPE trainer.\n\n"
-             "verbs:\n"
-             "  encode   text on stdin -> token ids on stdout (one line)\n"
-             "  decode   token ids on stdin -> text (raw bytes) on stdout\n"
-             "  train    train a byte-level BPE tokenizer, write tokenizer.json\n"
-             "  info     describe a tokenizer\n\n"
-             "Run `agora tok <verb> --help` for a verb's flags.\n");
-}
-
 /* All of a stream, byte for byte. */
 static int read_all(FILE *f, char **data, size_t *size) {
   size_t cap = 1 << 16, n = 0;
@@ -363,21 +351,16 @@ static int cmd_info(int argc, char **argv) {
 }
 
 int ag_cli_tok(int argc, char **argv) {
-  if (argc < 2) {
-    area_usage(stderr);
-    return 2;
-  }
-  const char *verb = argv[1];
-  if (!strcmp(verb, "--help") || !strcmp(verb, "-h") || !strcmp(verb, "help")) {
-    area_usage(stdout);
-    return 0;
-  }
-  if (!strcmp(verb, "encode")) return cmd_encode(argc - 1, argv + 1);
-  if (!strcmp(verb, "decode")) return cmd_decode(argc - 1, argv + 1);
-  if (!strcmp(verb, "train")) return cmd_train(argc - 1, argv + 1);
-  if (!strcmp(verb, "info")) return cmd_info(argc - 1, argv + 1);
-  fprintf(stderr, "agora: error: tok: unknown verb '%s' (verbs: encode, decode, train, info)\n",
-          verb);
-  area_usage(stderr);
-  return 2;
+  static const ag_cli_verb verbs[] = {
+      {"encode", "text on stdin -> token ids on stdout (one line)", cmd_encode},
+      {"decode", "token ids on stdin -> text (raw bytes) on stdout", cmd_decode},
+      {"train", "train a byte-level BPE tokenizer, write tokenizer.json", cmd_train},
+      {"info", "describe a tokenizer", cmd_info},
+  };
+  static const ag_cli_area_help area = {
+      "tok",
+      "Tokenizers: Hugging Face tokenizer.json (BPE, byte-level or with byte fallback),\nGGUF "
+      "vocabularies (llama.cpp pre-tokenizers), and a byte-level BPE trainer.",
+      verbs, (int)(sizeof verbs / sizeof *verbs)};
+  return ag_cli_dispatch(&area, argc, argv);
 }

@@ -13,15 +13,6 @@
 
 #define EPILOG_BYTES 2048
 
-static void area_usage(FILE *f) {
-  fprintf(f, "usage: agora vision <verb> [flags]\n\n"
-             "Train and evaluate image classifiers (MLP, CNN, ResNet) on Fashion-MNIST.\n\n"
-             "verbs:\n"
-             "  train    train a model, keeping a checkpoint per epoch\n"
-             "  eval     score a checkpoint on the test set\n\n"
-             "Run `agora vision <verb> --help` for a verb's flags.\n");
-}
-
 /* The last line on stdout: `test_acc 0.8912`, or one JSON object. */
 static int print_result(bool as_json, json_t *fields, double test_acc) {
   if (as_json) {
@@ -62,20 +53,6 @@ static void defaults_epilog(char *buf, size_t size) {
          "run exactly (same machine, same --threads). The last line on stdout is\n"
          "`test_acc 0.XXXX` (or a JSON object with --json).\n");
 #undef APPEND
-}
-
-/* flags = a command's own table, then the shared --seed (when with_seed),
- * --threads, --quiet, --json; returns how many. flags has room for
- * count + AG_COMMON_FLAG_COUNT entries. */
-static int with_common_flags(ag_flag *flags, const ag_flag *table, int count,
-                             ag_common_flags *common, bool with_seed) {
-  ag_flag shared[AG_COMMON_FLAG_COUNT];
-  ag_args_common_flags(shared, common);
-  int n = 0;
-  for (int i = 0; i < count; i++) flags[n++] = table[i];
-  for (int i = 0; i < AG_COMMON_FLAG_COUNT; i++)
-    if (with_seed || strcmp(shared[i].name, "seed")) flags[n++] = shared[i];
-  return n;
 }
 
 /* ---- train ---------------------------------------------------------------------- */
@@ -198,7 +175,7 @@ static int cmd_train(int argc, char **argv) {
        .default_text = "--out"},
   };
   ag_flag flags[sizeof table / sizeof *table + AG_COMMON_FLAG_COUNT];
-  int n = with_common_flags(flags, table, (int)(sizeof table / sizeof *table), &common, true);
+  int n = ag_args_with_common(flags, table, (int)(sizeof table / sizeof *table), &common, true);
   char epilog[EPILOG_BYTES];
   defaults_epilog(epilog, sizeof epilog);
   ag_command cmd = {.name = "vision train",
@@ -299,7 +276,7 @@ static int cmd_eval(int argc, char **argv) {
   };
   /* No --seed: evaluation is deterministic. */
   ag_flag flags[sizeof table / sizeof *table + AG_COMMON_FLAG_COUNT];
-  int n = with_common_flags(flags, table, (int)(sizeof table / sizeof *table), &common, false);
+  int n = ag_args_with_common(flags, table, (int)(sizeof table / sizeof *table), &common, false);
   ag_command cmd = {.name = "vision eval",
                     .summary = "Score a checkpoint written by `agora vision train` on the test "
                                "set.\nThe last line on stdout is `test_acc 0.XXXX` (or a JSON "
@@ -345,18 +322,12 @@ static int cmd_eval(int argc, char **argv) {
 }
 
 int ag_cli_vision(int argc, char **argv) {
-  if (argc < 2) {
-    area_usage(stderr);
-    return 2;
-  }
-  const char *verb = argv[1];
-  if (!strcmp(verb, "--help") || !strcmp(verb, "-h") || !strcmp(verb, "help")) {
-    area_usage(stdout);
-    return 0;
-  }
-  if (!strcmp(verb, "train")) return cmd_train(argc - 1, argv + 1);
-  if (!strcmp(verb, "eval")) return cmd_eval(argc - 1, argv + 1);
-  fprintf(stderr, "agora: error: vision: unknown verb '%s' (verbs: train, eval)\n", verb);
-  area_usage(stderr);
-  return 2;
+  static const ag_cli_verb verbs[] = {
+      {"train", "train a model, keeping a checkpoint per epoch", cmd_train},
+      {"eval", "score a checkpoint on the test set", cmd_eval},
+  };
+  static const ag_cli_area_help area = {
+      "vision", "Train and evaluate image classifiers (MLP, CNN, ResNet) on Fashion-MNIST.", verbs,
+      (int)(sizeof verbs / sizeof *verbs)};
+  return ag_cli_dispatch(&area, argc, argv);
 }

@@ -9,6 +9,7 @@ packages=(
   libjansson-dev                     # JSON / JSONL
   libpcre2-dev libicu-dev            # tokenizer pre-tokenisation, NFC normalisation
   zlib1g-dev libpng-dev              # gzip'd datasets, PNG output
+  libcurl4-openssl-dev libmicrohttpd-dev  # chat-model endpoints: client and server
   dataset-fashion-mnist              # the first real data set
   gnuplot-nox                        # plots
   clang clang-format clang-tidy cppcheck  # format and lint

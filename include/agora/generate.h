@@ -11,9 +11,9 @@
  * Several prompts of different lengths are generated together through one KV
  * cache (agora/transformer.h): one prefill step for all prompts, then one
  * decoding step per token for the sequences still running. Sequence i draws
- * from its own random stream, ag_rng_seed2(seed, index_base + i), so a
- * prompt's text depends on the seed and its index, not on the batch it ran
- * in. */
+ * from its own random stream, ag_rng_seed2(seed, index_base + i) (or
+ * streams[i]), so a prompt's text depends on the seed and its stream, not on
+ * the batch it ran in. */
 #ifndef AGORA_GENERATE_H
 #define AGORA_GENERATE_H
 
@@ -79,6 +79,11 @@ typedef struct ag_generate_options {
   bool ignore_eos; /* keep going past EOS ids (benchmarks) */
   uint64_t seed;
   int64_t index_base;
+  /* The random stream of each prompt: prompt i samples from
+   * ag_rng_seed2(seed, streams[i]) (n entries); NULL: index_base + i. Lets
+   * callers batch prompts whose streams are their own (chat conversations,
+   * requests of a server) and still get each one's text. */
+  const uint64_t *streams;
   /* A prompt longer than the context is an error unless truncate: then its
    * first tokens (after BOS) are dropped so that it leaves room for
    * max_new_tokens, or for half the context when max_new_tokens is larger. */

@@ -10,6 +10,7 @@ static const ag_cli_area areas[] = {
     {"vision", "train and evaluate image classifiers (MLP, CNN, ResNet)", ag_cli_vision},
     {"tok", "tokenizers: encode, decode, train (tokenizer.json, GGUF)", ag_cli_tok},
     {"lm", "language models: generate, chat, eval, train (HF folders, GGUF files)", ag_cli_lm},
+    {"serve", "serve a local model over the OpenAI HTTP API", ag_cli_serve},
     {"tasks", "verifiable tasks: list, generate, load, verify, check data sets", ag_cli_tasks},
 };
 

@@ -325,7 +325,7 @@ ag_status ag_generate_ids(ag_lm *lm, const ag_tok_ids *prompts, int64_t n,
   for (int64_t i = 0; !st && i < n; i++) {
     seq[i].out = &out[i];
     seq[i].index = o->index_base + i;
-    ag_rng_seed2(&seq[i].rng, o->seed, (uint64_t)seq[i].index);
+    ag_rng_seed2(&seq[i].rng, o->seed, o->streams ? o->streams[i] : (uint64_t)seq[i].index);
     st = prepare_prompt(lm, o, &prompts[i], i, &seq[i]);
     out[i].prompt_tokens = seq[i].prompt_len;
     for (int64_t j = 0; !st && j < seq[i].prompt_len; j++)

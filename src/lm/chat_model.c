@@ -1,0 +1,433 @@
+/* Chat models: one interface over the local engine (a model rendered with
+ * its chat template, replies generated in one batch, each conversation on
+ * its own random stream), an OpenAI-compatible endpoint (chat_http.c) and a
+ * function. */
+#include "lm/chat_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_MAX_TOKENS      256
+#define DEFAULT_TIMEOUT_SECONDS 300.0
+#define DEFAULT_CONNECT_SECONDS 10.0
+#define DEFAULT_RETRIES         4
+#define DEFAULT_BACKOFF_SECONDS 1.0
+#define DEFAULT_CONCURRENCY     8
+
+typedef enum model_kind { KIND_LOCAL, KIND_ENDPOINT, KIND_FUNCTION } model_kind;
+
+struct ag_chat_model {
+  model_kind kind;
+  char *name;
+  ag_chat_model_options options;
+  char *template_name; /* options.chat_template points here */
+  /* local */
+  ag_lm *lm;
+  const ag_chat_template *chat_template;
+  /* endpoint */
+  ag_chat_http *http;
+  /* function */
+  ag_chat_fn fn;
+  void *user;
+};
+
+ag_chat_params ag_chat_params_defaults(void) {
+  return (ag_chat_params){.sampling = ag_sampling_defaults(), .max_tokens = DEFAULT_MAX_TOKENS};
+}
+
+ag_chat_model_options ag_chat_model_defaults(void) {
+  return (ag_chat_model_options){.api_key_env = "AGORA_API_KEY",
+                                 .timeout_seconds = DEFAULT_TIMEOUT_SECONDS,
+                                 .connect_timeout_seconds = DEFAULT_CONNECT_SECONDS,
+                                 .retries = DEFAULT_RETRIES,
+                                 .backoff_seconds = DEFAULT_BACKOFF_SECONDS,
+                                 .concurrency = DEFAULT_CONCURRENCY};
+}
+
+void ag_chat_reply_clear(ag_chat_reply *r, int64_t n) {
+  for (int64_t i = 0; r && i < n; i++) {
+    free(r[i].content);
+    memset(&r[i], 0, sizeof r[i]);
+  }
+}
+
+bool ag_chat_model_is_endpoint(const char *spec) {
+  return spec && (!strncmp(spec, "http://", 7) || !strncmp(spec, "https://", 8));
+}
+
+static char *copy_string(const char *s) {
+  if (!s) return NULL;
+  size_t n = strlen(s);
+  char *c = malloc(n + 1);
+  if (c) memcpy(c, s, n + 1);
+  return c;
+}
+
+/* ---- rendering ------------------------------------------------------------------------ */
+
+/* A template that refuses a system message gets it at the start of the
+ * first user message: *view points at a copy with the system message gone
+ * (and *owned is the merged text to free), or at messages unchanged. */
+static ag_status fold_system(const ag_chat_template *t, const ag_chat_message *messages, int n,
+                             ag_chat_message **view, char **owned) {
+  *view = NULL;
+  *owned = NULL;
+  if (ag_chat_template_family(t) != AG_CHAT_GEMMA || n < 1 || !messages[0].role ||
+      strcmp(messages[0].role, "system") || !messages[0].content)
+    return AG_OK;
+  ag_chat_message *v = malloc((size_t)n * sizeof *v);
+  if (!v) return ag_error_set(AG_ERR_NOMEM, "chat model: out of memory");
+  const char *system = messages[0].content;
+  if (n >= 2 && messages[1].role && !strcmp(messages[1].role, "user") && messages[1].content) {
+    size_t a = strlen(system), b = strlen(messages[1].content);
+    char *merged = malloc(a + b + 3);
+    if (!merged) {
+      free(v);
+      return ag_error_set(AG_ERR_NOMEM, "chat model: out of memory");
+    }
+    memcpy(merged, system, a);
+    memcpy(merged + a, "\n\n", 2);
+    memcpy(merged + a + 2, messages[1].content, b + 1);
+    v[0] = messages[1];
+    v[0].content = merged;
+    memcpy(v + 1, messages + 2, (size_t)(n - 2) * sizeof *v);
+    *owned = merged;
+    *view = v;
+    return AG_OK;
+  }
+  /* No user message to join: the system text becomes one. */
+  memcpy(v, messages, (size_t)n * sizeof *v);
+  v[0].role = "user";
+  *view = v;
+  return AG_OK;
+}
+
+static ag_status render_with(const ag_chat_template *t, const ag_chat_message *messages, int n,
+                             const ag_chat_render_options *r, char **out) {
+  ag_chat_message *view = NULL;
+  char *owned = NULL;
+  ag_status st = fold_system(t, messages, n, &view, &owned);
+  if (!st) {
+    int count = view && owned ? n - 1 : n;
+    st = ag_chat_render(t, view ? view : messages, count, r, out);
+  }
+  free(view);
+  free(owned);
+  return st;
+}
+
+ag_status ag_chat_model_render(const ag_chat_template *t, const ag_chat_message *messages, int n,
+                               char **out) {
+  if (!out) return ag_error_set(AG_ERR_INVALID, "chat model render: NULL output");
+  *out = NULL;
+  ag_chat_render_options r = {.add_generation_prompt = true};
+  return render_with(t, messages, n, &r, out);
+}
+
+ag_status ag_chat_local_text(const ag_lm *lm, const ag_chat_template *t,
+                             const ag_chat_message *messages, int n, char **out) {
+  ag_chat_render_options r = {.add_generation_prompt = true};
+  if (ag_chat_template_family(t) == AG_CHAT_PLAIN) {
+    /* The model's own EOS closes plain turns (BOS is added at encoding). */
+    int32_t eos = ag_tok_special_id(lm->tokenizer, AG_TOK_EOS);
+    if (eos < 0 && lm->eos_count > 0) eos = lm->eos_ids[0];
+    size_t bytes = 0;
+    const char *text = eos >= 0 ? ag_tok_token_text(lm->tokenizer, eos, &bytes) : NULL;
+    if (text) r.eos_token = text;
+  }
+  return render_with(t, messages, n, &r, out);
+}
+
+static ag_status encode_text(const ag_lm *lm, const char *text, ag_tok_ids *out) {
+  out->count = 0;
+  ag_status st = ag_tok_encode(lm->tokenizer, text, strlen(text), 0, out);
+  if (st || !lm->add_bos || lm->bos_id < 0 || (out->count > 0 && out->ids[0] == lm->bos_id))
+    return st;
+  st = ag_tok_ids_push(out, lm->bos_id); /* then rotate it to the front */
+  if (st) return st;
+  memmove(out->ids + 1, out->ids, (size_t)(out->count - 1) * sizeof(int32_t));
+  out->ids[0] = lm->bos_id;
+  return AG_OK;
+}
+
+ag_status ag_chat_local_ids(const ag_lm *lm, const ag_chat_template *t,
+                            const ag_chat_message *messages, int n, bool drop_oldest, int64_t room,
+                            ag_tok_ids *out) {
+  int first = n > 0 && messages[0].role && !strcmp(messages[0].role, "system") ? 1 : 0;
+  ag_chat_message *view = malloc((size_t)(n > 0 ? n : 1) * sizeof *view);
+  if (!view) return ag_error_set(AG_ERR_NOMEM, "chat model: out of memory");
+  int start = first; /* messages[start..n) follow the system message */
+  ag_status st = AG_OK;
+  for (;;) {
+    int count = 0;
+    if (first) view[count++] = messages[0];
+    for (int i = start; i < n; i++) view[count++] = messages[i];
+    char *text = NULL;
+    st = ag_chat_local_text(lm, t, view, count, &text);
+    if (!st) st = encode_text(lm, text, out);
+    free(text);
+    if (st || !drop_oldest || out->count + room <= lm->context_length || start >= n - 1) break;
+    /* Forget the oldest message, and a reply that would then lead. */
+    start++;
+    while (start < n - 1 && messages[start].role && strcmp(messages[start].role, "user")) start++;
+  }
+  free(view);
+  return st;
+}
+
+ag_status ag_chat_local_options(const ag_lm *lm, const ag_chat_template *t, const ag_chat_params *p,
+                                ag_generate_options *o) {
+  *o = ag_generate_defaults();
+  if (p->max_tokens < 0)
+    return ag_error_set(AG_ERR_INVALID, "chat model: max_tokens %lld is negative",
+                        (long long)p->max_tokens);
+  if (p->stop_count < 0 || p->stop_count > AG_GENERATE_MAX_STOPS)
+    return ag_error_set(AG_ERR_INVALID, "chat model: %d stop strings (at most %d)", p->stop_count,
+                        AG_GENERATE_MAX_STOPS);
+  o->sampling = p->sampling;
+  o->max_new_tokens = p->max_tokens;
+  o->seed = p->seed;
+  for (int i = 0; i < p->stop_count; i++) o->stop[o->stop_count++] = p->stop[i];
+  const char *marker = ag_chat_template_end_of_turn(t);
+  if (marker) {
+    int32_t id = ag_tok_find(lm->tokenizer, marker, strlen(marker));
+    if (id >= 0) {
+      o->stop_ids[o->stop_id_count++] = id;
+    } else if (o->stop_count < AG_GENERATE_MAX_STOPS) {
+      o->stop[o->stop_count++] = marker; /* a vocabulary without the token writes it out */
+    }
+  }
+  return AG_OK;
+}
+
+/* ---- opening ------------------------------------------------------------------------ */
+
+static ag_status new_model(model_kind kind, const char *name, const ag_chat_model_options *options,
+                           ag_chat_model **out) {
+  ag_chat_model *m = calloc(1, sizeof *m);
+  if (!m) return ag_error_set(AG_ERR_NOMEM, "chat model: out of memory");
+  m->kind = kind;
+  m->options = options ? *options : ag_chat_model_defaults();
+  m->name = copy_string(name);
+  if (m->options.chat_template) {
+    m->template_name = copy_string(m->options.chat_template);
+    m->options.chat_template = m->template_name;
+  }
+  m->options.api_key_env = NULL; /* the client keeps its own copy */
+  if (!m->name || (options && options->chat_template && !m->template_name)) {
+    ag_chat_model_close(m);
+    return ag_error_set(AG_ERR_NOMEM, "chat model: out of memory");
+  }
+  *out = m;
+  return AG_OK;
+}
+
+/* The folder's or file's base name. */
+static char *base_name(const char *path) {
+  size_t end = strlen(path);
+  while (end > 1 && path[end - 1] == '/') end--;
+  size_t begin = end;
+  while (begin > 0 && path[begin - 1] != '/') begin--;
+  char *name = malloc(end - begin + 1);
+  if (name) {
+    memcpy(name, path + begin, end - begin);
+    name[end - begin] = '\0';
+  }
+  return name;
+}
+
+static ag_status open_endpoint(const char *spec, const ag_chat_model_options *options,
+                               ag_chat_model **out) {
+  const char *hash = strchr(spec, '#');
+  if (!hash || !hash[1])
+    return ag_error_set(AG_ERR_INVALID,
+                        "chat model %s: an endpoint needs the model name after '#', as in "
+                        "http://127.0.0.1:8080/v1#qwen2.5-0.5b",
+                        spec);
+  size_t url_bytes = (size_t)(hash - spec);
+  char *url = malloc(url_bytes + 1);
+  if (!url) return ag_error_set(AG_ERR_NOMEM, "chat model: out of memory");
+  memcpy(url, spec, url_bytes);
+  url[url_bytes] = '\0';
+  ag_chat_model *m = NULL;
+  ag_status st = new_model(KIND_ENDPOINT, hash + 1, options, &m);
+  if (!st) st = ag_chat_http_open(url, hash + 1, options, &m->http);
+  free(url);
+  if (st) {
+    ag_chat_model_close(m);
+    return st;
+  }
+  *out = m;
+  return AG_OK;
+}
+
+static ag_status open_local(const char *path, const ag_chat_model_options *options,
+                            ag_chat_model **out) {
+  const ag_chat_template *t = NULL;
+  if (options && options->chat_template) {
+    ag_status st = ag_chat_template_by_name(options->chat_template, &t);
+    if (st) return ag_error_wrap(st, "chat model %s", path);
+  }
+  char *name = base_name(path);
+  if (!name) return ag_error_set(AG_ERR_NOMEM, "chat model: out of memory");
+  ag_chat_model *m = NULL;
+  ag_status st = new_model(KIND_LOCAL, name, options, &m);
+  free(name);
+  if (!st) st = ag_lm_open(path, &m->lm);
+  if (!st && !t) t = m->lm->chat_template;
+  if (!st && !t)
+    st = ag_error_set(AG_ERR_INVALID,
+                      "chat model %s: the model has no chat template agora renders%s%s%s; choose "
+                      "one with the chat_template option (--chat-template NAME: %s)",
+                      path, m->lm->chat_template_note[0] ? " (" : "", m->lm->chat_template_note,
+                      m->lm->chat_template_note[0] ? ")" : "", ag_chat_template_supported());
+  if (st) {
+    ag_chat_model_close(m);
+    return st;
+  }
+  m->chat_template = t;
+  *out = m;
+  return AG_OK;
+}
+
+ag_status ag_chat_model_open(const char *spec, const ag_chat_model_options *options,
+                             ag_chat_model **out) {
+  if (!out) return ag_error_set(AG_ERR_INVALID, "chat model: NULL output");
+  *out = NULL;
+  if (!spec || !spec[0]) return ag_error_set(AG_ERR_INVALID, "chat model: empty MODEL argument");
+  if (options && options->max_batch < 0)
+    return ag_error_set(AG_ERR_INVALID, "chat model %s: max_batch %lld is negative", spec,
+                        (long long)options->max_batch);
+  return ag_chat_model_is_endpoint(spec) ? open_endpoint(spec, options, out)
+                                         : open_local(spec, options, out);
+}
+
+ag_status ag_chat_model_custom(const char *name, ag_chat_fn fn, void *user, ag_chat_model **out) {
+  if (!out) return ag_error_set(AG_ERR_INVALID, "chat model: NULL output");
+  *out = NULL;
+  if (!name || !fn)
+    return ag_error_set(AG_ERR_INVALID, "chat model: a custom model needs a name "
+                                        "and a function");
+  ag_status st = new_model(KIND_FUNCTION, name, NULL, out);
+  if (st) return st;
+  (*out)->fn = fn;
+  (*out)->user = user;
+  return AG_OK;
+}
+
+const char *ag_chat_model_name(const ag_chat_model *m) { return m ? m->name : NULL; }
+
+ag_lm *ag_chat_model_lm(ag_chat_model *m) { return m && m->kind == KIND_LOCAL ? m->lm : NULL; }
+
+void ag_chat_model_close(ag_chat_model *m) {
+  if (!m) return;
+  ag_lm_close(m->lm);
+  ag_chat_http_close(m->http);
+  free(m->template_name);
+  free(m->name);
+  free(m);
+}
+
+ag_status ag_chat_model_prompt(const ag_chat_model *m, const ag_chat_message *messages, int n,
+                               char **out) {
+  if (!out) return ag_error_set(AG_ERR_INVALID, "chat model prompt: NULL output");
+  *out = NULL;
+  if (!m || m->kind != KIND_LOCAL)
+    return ag_error_set(AG_ERR_INVALID, "chat model %s: only a local model has a prompt text",
+                        m ? m->name : "(null)");
+  return ag_chat_local_text(m->lm, m->chat_template, messages, n, out);
+}
+
+/* ---- replies ------------------------------------------------------------------------ */
+
+static ag_status local_reply(ag_chat_model *m, const ag_chat_conversation *convs, int64_t n,
+                             const ag_chat_params *p, ag_chat_reply *out) {
+  ag_generate_options o;
+  ag_status st = ag_chat_local_options(m->lm, m->chat_template, p, &o);
+  if (st) return ag_error_wrap(st, "chat model %s", m->name);
+  o.truncate = m->options.truncate;
+  o.max_batch = m->options.max_batch;
+  int64_t ctx = m->lm->context_length;
+  int64_t room = p->max_tokens < ctx / 2 ? p->max_tokens : ctx / 2;
+  ag_tok_ids *ids = calloc((size_t)n, sizeof *ids);
+  uint64_t *streams = malloc((size_t)n * sizeof *streams);
+  ag_generation *g = calloc((size_t)n, sizeof *g);
+  if (!ids || !streams || !g) st = ag_error_set(AG_ERR_NOMEM, "chat model: out of memory");
+  for (int64_t i = 0; !st && i < n; i++) {
+    streams[i] = convs[i].stream;
+    st = ag_chat_local_ids(m->lm, m->chat_template, convs[i].messages, convs[i].count,
+                           m->options.truncate, room, &ids[i]);
+    if (st) st = ag_error_wrap(st, "chat model %s: conversation %lld", m->name, (long long)i);
+  }
+  o.streams = streams;
+  if (!st) {
+    st = ag_generate_ids(m->lm, ids, n, &o, g);
+    if (st) st = ag_error_wrap(st, "chat model %s", m->name);
+  }
+  for (int64_t i = 0; !st && i < n; i++) {
+    out[i].content = malloc(g[i].text.size + 1);
+    if (!out[i].content) {
+      st = ag_error_set(AG_ERR_NOMEM, "chat model: out of memory");
+      break;
+    }
+    if (g[i].text.size) memcpy(out[i].content, g[i].text.data, g[i].text.size);
+    out[i].content[g[i].text.size] = '\0';
+    out[i].finish = g[i].finish;
+    out[i].prompt_tokens = g[i].prompt_tokens;
+    out[i].completion_tokens = g[i].tokens.count;
+  }
+  if (g) ag_generation_free(g, n);
+  for (int64_t i = 0; ids && i < n; i++) ag_tok_ids_free(&ids[i]);
+  free(ids);
+  free(streams);
+  free(g);
+  return st;
+}
+
+static ag_status check_conversations(const ag_chat_model *m, const ag_chat_conversation *convs,
+                                     int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    if (!convs[i].messages || convs[i].count < 1)
+      return ag_error_set(AG_ERR_INVALID, "chat model %s: conversation %lld has no messages",
+                          m->name, (long long)i);
+    for (int j = 0; j < convs[i].count; j++)
+      if (!convs[i].messages[j].role || !convs[i].messages[j].content)
+        return ag_error_set(AG_ERR_INVALID,
+                            "chat model %s: conversation %lld, message %d has no %s", m->name,
+                            (long long)i, j, convs[i].messages[j].role ? "content" : "role");
+  }
+  return AG_OK;
+}
+
+ag_status ag_chat_model_reply(ag_chat_model *m, const ag_chat_conversation *convs, int64_t n,
+                              const ag_chat_params *params, ag_chat_reply *out) {
+  if (out && n > 0) memset(out, 0, (size_t)n * sizeof *out);
+  if (!m || !params || !out || n < 0 || (n > 0 && !convs))
+    return ag_error_set(AG_ERR_INVALID, "chat model reply: bad arguments");
+  if (n == 0) return AG_OK;
+  ag_status st = check_conversations(m, convs, n);
+  if (!st) st = ag_sampling_check(&params->sampling);
+  if (st) return ag_error_wrap(st, "chat model %s", m->name);
+  if (params->max_tokens < 0 || params->stop_count < 0 ||
+      params->stop_count > AG_GENERATE_MAX_STOPS)
+    return ag_error_set(AG_ERR_INVALID,
+                        "chat model %s: max_tokens %lld or %d stop strings out of range", m->name,
+                        (long long)params->max_tokens, params->stop_count);
+  for (int i = 0; i < params->stop_count; i++)
+    if (!params->stop[i] || !params->stop[i][0])
+      return ag_error_set(AG_ERR_INVALID, "chat model %s: stop string %d is empty", m->name, i);
+  switch (m->kind) {
+  case KIND_LOCAL: return local_reply(m, convs, n, params, out);
+  case KIND_ENDPOINT: return ag_chat_http_reply(m->http, convs, n, params, out);
+  case KIND_FUNCTION: {
+    st = m->fn(m->user, convs, n, params, out);
+    if (st) return ag_error_wrap(st, "chat model %s", m->name);
+    for (int64_t i = 0; i < n; i++)
+      if (!out[i].content)
+        return ag_error_set(AG_ERR_INTERNAL, "chat model %s: reply %lld has no content", m->name,
+                            (long long)i);
+    return AG_OK;
+  }
+  }
+  return ag_error_set(AG_ERR_INTERNAL, "chat model: bad kind");
+}

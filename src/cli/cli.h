@@ -16,6 +16,7 @@ int ag_cli_tok(int argc, char **argv);
 int ag_cli_lm(int argc, char **argv);
 int ag_cli_lm_train(int argc, char **argv); /* `agora lm train`: argv[0] is "train" */
 int ag_cli_tasks(int argc, char **argv);
+int ag_cli_teach(int argc, char **argv);
 int ag_cli_serve(int argc, char **argv);
 
 #endif

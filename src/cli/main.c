@@ -12,6 +12,7 @@ static const ag_cli_area areas[] = {
     {"lm", "language models: generate, chat, eval, train (HF folders, GGUF files)", ag_cli_lm},
     {"serve", "serve a local model over the OpenAI HTTP API", ag_cli_serve},
     {"tasks", "verifiable tasks: list, generate, load, verify, check data sets", ag_cli_tasks},
+    {"teach", "teacher-student dialogues: eval a student with a teacher", ag_cli_teach},
 };
 
 static void usage(FILE *f) {

@@ -125,7 +125,7 @@ static ag_transformer *random_model(const ag_transformer_config *cfg, const floa
   ag_params *p = ag_transformer_params(probe);
   for (int i = 0; i < p->count; i++) floats += (p->tensors[i]->numel + 15) / 16 * 16;
   ag_transformer_destroy(probe);
-  float *block = aligned_alloc(64, (size_t)floats * sizeof(float));
+  float *block = ag_alloc_large((size_t)floats * sizeof(float));
   if (!block) {
     fprintf(stderr, "bench: out of memory\n");
     exit(1);

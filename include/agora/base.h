@@ -83,6 +83,13 @@ typedef struct ag_arena ag_arena;
 ag_arena *ag_arena_create(size_t chunk_bytes);
 void ag_arena_destroy(ag_arena *a);
 /* Returns NULL (and sets the error) when memory runs out. */
+/* Large, long-lived blocks (weights, gradients, optimizer state, caches):
+ * 64-byte aligned, and from 2 MiB up 2 MiB-aligned and advised for
+ * transparent huge pages. NULL when out of memory; release with free().
+ * ag_calloc_large zeroes the block. */
+void *ag_alloc_large(size_t bytes);
+void *ag_calloc_large(size_t bytes);
+
 void *ag_arena_alloc(ag_arena *a, size_t bytes, size_t align);
 void *ag_arena_calloc(ag_arena *a, size_t bytes, size_t align);
 void ag_arena_reset(ag_arena *a);

@@ -46,7 +46,7 @@ static chunk *chunk_new(size_t size) {
   if (!c) return NULL;
   /* 64-byte alignment for SIMD and cache lines. */
   size = (size + 63) & ~(size_t)63;
-  c->mem = aligned_alloc(64, size);
+  c->mem = ag_alloc_large(size);
   if (!c->mem) {
     free(c);
     return NULL;

@@ -333,7 +333,7 @@ ag_status ag_gguf_model_load_file(const ag_gguf *f, bool trainable, ag_transform
       ag_params *p = ag_transformer_params(probe);
       for (int i = 0; i < p->count; i++) floats += (p->tensors[i]->numel + 15) / 16 * 16;
       ag_transformer_destroy(probe);
-      block = aligned_alloc(64, (size_t)(floats > 0 ? floats : 16) * sizeof(float));
+      block = ag_alloc_large((size_t)(floats > 0 ? floats : 16) * sizeof(float));
       if (!block)
         st = ag_error_set(AG_ERR_NOMEM, "%s: cannot allocate %lld MiB for the weights", f->path,
                           (long long)(floats * 4 >> 20));

@@ -508,7 +508,7 @@ static ag_status load_mapped(const ag_transformer_config *c, weight_files *w,
     if (!usable_in_place(c, p->tensors[i], entries[i]))
       floats += (p->tensors[i]->numel + 15) / 16 * 16; /* each tensor 64-byte aligned */
   if (!st && floats > 0) {
-    w->converted = aligned_alloc(64, (size_t)floats * sizeof(float));
+    w->converted = ag_alloc_large((size_t)floats * sizeof(float));
     if (!w->converted)
       st = ag_error_set(AG_ERR_NOMEM, "hf: cannot allocate %lld MiB for converted weights",
                         (long long)(floats * 4 >> 20));

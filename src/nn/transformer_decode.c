@@ -34,8 +34,8 @@ ag_status ag_kv_cache_create(const ag_transformer *m, int64_t batch, int64_t cap
   kv->kv_heads = c->num_kv_heads;
   kv->head_dim = c->head_dim;
   size_t floats = (size_t)(kv->layers * batch * kv->kv_heads * capacity * kv->head_dim);
-  kv->keys = malloc(floats * sizeof(float));
-  kv->values = malloc(floats * sizeof(float));
+  kv->keys = ag_alloc_large(floats * sizeof(float));
+  kv->values = ag_alloc_large(floats * sizeof(float));
   kv->length = calloc((size_t)batch, sizeof *kv->length);
   kv->tape = ag_tape_create();
   if (!kv->keys || !kv->values || !kv->length || !kv->tape) {

@@ -72,8 +72,8 @@ ag_status ag_optim_create(ag_params *params, const ag_optim_config *config, ag_o
   size_t n = (size_t)(params->total ? params->total : 1);
   /* state1 exists for every optimizer (plain SGD leaves it at zero) so code
    * that saves optimizer state never meets a NULL first buffer. */
-  o->state1 = calloc(n, sizeof(float));
-  if (config->kind == AG_OPTIM_ADAMW) o->state2 = calloc(n, sizeof(float));
+  o->state1 = ag_calloc_large(n * sizeof(float));
+  if (config->kind == AG_OPTIM_ADAMW) o->state2 = ag_calloc_large(n * sizeof(float));
   if (!o->state1 || (config->kind == AG_OPTIM_ADAMW && !o->state2)) {
     ag_optim_destroy(o);
     return ag_error_set(AG_ERR_NOMEM, "optim: cannot allocate state for %lld parameters",

@@ -180,8 +180,8 @@ ag_tensor *ag_params_add(ag_params *p, const char *name, int ndim, const int64_t
 ag_status ag_params_finalize(ag_params *p) {
   if (p->finalized) return AG_OK;
   size_t n = (size_t)(p->total ? p->total : 1);
-  p->data = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
-  p->grad = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
+  p->data = ag_alloc_large(n * sizeof(float));
+  p->grad = ag_alloc_large(n * sizeof(float));
   if (!p->data || !p->grad)
     return ag_error_set(AG_ERR_NOMEM, "params: cannot allocate %lld floats", (long long)p->total);
   memset(p->data, 0, n * sizeof(float));

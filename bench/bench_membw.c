@@ -2,7 +2,8 @@
  * triad over float arrays far larger than the caches, with the configured
  * thread count (AG_THREADS) and with one thread. Bytes are counted as STREAM
  * does (no write-allocate traffic). The read figure is the ceiling for
- * batch-1 decoding, which streams every weight once per token.
+ * batch-1 decoding, which streams every weight once per token. The arrays
+ * come from ag_alloc_large (transparent huge pages), as the weights do.
  *
  * Usage: bench_membw [MiB per array] [trials]   (defaults 256 8) */
 #include "agora/base.h"
@@ -61,8 +62,8 @@ int main(int argc, char **argv) {
   ag_threads_init();
   int threads = ag_threads_get();
   int64_t n = (int64_t)mib * 1024 * 1024 / 4;
-  float *a = malloc(sizeof(float) * (size_t)n), *b = malloc(sizeof(float) * (size_t)n),
-        *c = malloc(sizeof(float) * (size_t)n);
+  float *a = ag_alloc_large(sizeof(float) * (size_t)n), *b = ag_alloc_large(sizeof(float) * (size_t)n),
+        *c = ag_alloc_large(sizeof(float) * (size_t)n);
   if (!a || !b || !c) {
     fprintf(stderr, "bench_membw: cannot allocate 3 x %d MiB\n", mib);
     return 1;

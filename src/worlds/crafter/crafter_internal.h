@@ -1,0 +1,151 @@
+/* Crafter internals: the random number generator, the noise, the world state
+ * and world generation. Each mirrors one piece of the original (danijar/crafter
+ * 1.8.3 with numpy 1.24 and opensimplex 0.4.5) closely enough to be bit-exact;
+ * the comments say which. */
+#ifndef AGORA_CRAFTER_INTERNAL_H
+#define AGORA_CRAFTER_INTERNAL_H
+
+#include "agora/crafter.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- rng.c: numpy's legacy RandomState over MT19937 ---------------------- */
+
+#define AG_CRAFTER_MT_N 624
+
+typedef struct ag_crafter_rng {
+  uint32_t key[AG_CRAFTER_MT_N];
+  int pos; /* next word of key to temper; N = regenerate the block first */
+} ag_crafter_rng;
+
+/* numpy.random.RandomState(seed) for an integer seed: numpy seeds with
+ * init_genrand (not init_by_array) and leaves pos = 624. */
+void ag_crafter_rng_seed(ag_crafter_rng *r, uint32_t seed);
+/* One tempered 32-bit output. */
+uint32_t ag_crafter_rng_next32(ag_crafter_rng *r);
+/* random_sample(): 53 bits from two outputs, (a >> 5, b >> 6). */
+double ag_crafter_rng_random(ag_crafter_rng *r);
+/* uniform(lo, hi) = lo + (hi - lo) * random_sample(), numpy's order. */
+double ag_crafter_rng_uniform(ag_crafter_rng *r, double lo, double hi);
+/* size-n uniform(lo, hi, n), in C order (what uniform(lo, hi, (a, b)) draws). */
+void ag_crafter_rng_uniform_fill(ag_crafter_rng *r, double lo, double hi, double *out, size_t n);
+/* randint(lo, hi) for the default int64 dtype: legacy masked rejection
+ * sampling (32-bit draws when hi - lo - 1 fits 32 bits, else 64-bit draws,
+ * high word first). Requires lo < hi (numpy raises otherwise); returns lo
+ * when hi <= lo. */
+int64_t ag_crafter_rng_randint(ag_crafter_rng *r, int64_t lo, int64_t hi);
+/* choice(n) without p and with replacement: the same draw as randint(0, n). */
+int64_t ag_crafter_rng_choice(ag_crafter_rng *r, int64_t n);
+/* The state as get_state() gives it, serialised for hashing: 624 key words as
+ * uint32 little-endian, then pos as int32 little-endian (2500 bytes). */
+#define AG_CRAFTER_RNG_STATE_BYTES (AG_CRAFTER_MT_N * 4 + 4)
+void ag_crafter_rng_state_bytes(const ag_crafter_rng *r, uint8_t out[AG_CRAFTER_RNG_STATE_BYTES]);
+
+/* ---- noise.c: opensimplex 0.4.5's OpenSimplex (3-D noise) ----------------- */
+
+typedef struct ag_crafter_simplex {
+  int64_t perm[256];
+  int64_t grad_index3[256]; /* offset of perm[i]'s gradient in the 3-D table */
+} ag_crafter_simplex;
+
+/* OpenSimplex(seed): the package's 64-bit LCG permutation. */
+void ag_crafter_simplex_seed(ag_crafter_simplex *s, int64_t seed);
+/* noise3(x, y, z), in the package's order of floating-point operations. */
+double ag_crafter_simplex_noise3(const ag_crafter_simplex *s, double x, double y, double z);
+
+/* ---- npmath.c: numpy's float64 exp and cos (AVX-512 builds of numpy 1.24) --- */
+
+/* np.exp and np.cos of a float64 as numpy computes them where the golden
+ * files were recorded; glibc's exp and cos differ in the last bits. */
+double ag_crafter_np_exp(double x);
+double ag_crafter_np_cos(double x);
+
+/* ---- sha256.c: hashes used by the parity checks --------------------------- */
+
+void ag_crafter_sha256(const void *data, size_t bytes, uint8_t out[32]);
+/* Lowercase hex of the first `hex_chars` hex digits (<= 64) of the hash, with
+ * a terminating NUL (out holds hex_chars + 1 bytes). */
+void ag_crafter_sha256_hex(const void *data, size_t bytes, int hex_chars, char *out);
+
+/* ---- world.c: the world state --------------------------------------------- */
+
+#define AG_CRAFTER_CELLS       (AG_CRAFTER_AREA * AG_CRAFTER_AREA)
+#define AG_CRAFTER_CHUNKS_AXIS ((AG_CRAFTER_AREA + AG_CRAFTER_CHUNK - 1) / AG_CRAFTER_CHUNK)
+#define AG_CRAFTER_CHUNK_COUNT (AG_CRAFTER_CHUNKS_AXIS * AG_CRAFTER_CHUNKS_AXIS)
+#define AG_CRAFTER_INVENTORY   16 /* data.yaml's items, in order */
+#define AG_CRAFTER_PLAYER_ID   1  /* the player is added before world generation */
+
+/* Inventory slots in data.yaml order. */
+enum {
+  AG_CRAFTER_INV_HEALTH,
+  AG_CRAFTER_INV_FOOD,
+  AG_CRAFTER_INV_DRINK,
+  AG_CRAFTER_INV_ENERGY,
+  AG_CRAFTER_INV_SAPLING,
+  AG_CRAFTER_INV_WOOD,
+  AG_CRAFTER_INV_STONE,
+  AG_CRAFTER_INV_COAL,
+  AG_CRAFTER_INV_IRON,
+  AG_CRAFTER_INV_DIAMOND,
+  AG_CRAFTER_INV_WOOD_PICKAXE,
+  AG_CRAFTER_INV_STONE_PICKAXE,
+  AG_CRAFTER_INV_IRON_PICKAXE,
+  AG_CRAFTER_INV_WOOD_SWORD,
+  AG_CRAFTER_INV_STONE_SWORD,
+  AG_CRAFTER_INV_IRON_SWORD
+};
+
+/* One object. Its id is its index in ag_crafter_world.objects; type 0 marks a
+ * removed object (ids are never reused, as in the original's list). Fields a
+ * type does not use stay 0. */
+typedef struct ag_crafter_object {
+  uint8_t type;          /* ag_crafter_object_type */
+  uint8_t x, y;          /* position */
+  int8_t face_x, face_y; /* player and arrow: facing */
+  uint8_t sleeping;      /* player */
+  int16_t health;        /* creatures, plant; the player's is inventory[HEALTH] */
+  int32_t cooldown;      /* zombie */
+  int32_t reload;        /* skeleton */
+  int32_t grown;         /* plant */
+} ag_crafter_object;
+
+typedef struct ag_crafter_world {
+  uint8_t mat[AG_CRAFTER_CELLS];  /* material id at (x, y) is mat[x * AREA + y] */
+  uint32_t obj[AG_CRAFTER_CELLS]; /* object id at (x, y), 0 = none */
+  ag_crafter_object *objects;     /* by id; [0] is the unused sentinel */
+  uint32_t object_count;          /* ids in use so far = the next id */
+  uint32_t object_capacity;
+  /* Chunk indices (cx * CHUNKS_AXIS + cy) in the order the original's
+   * defaultdict first saw them: balancing visits chunks in this order. */
+  uint8_t chunk_order[AG_CRAFTER_CHUNK_COUNT];
+  uint8_t chunk_seen[AG_CRAFTER_CHUNK_COUNT];
+  int chunk_count;
+  int32_t inventory[AG_CRAFTER_INVENTORY]; /* the player's */
+  ag_crafter_rng rng;                      /* the one world RNG */
+  uint32_t world_seed;                     /* W that seeded rng */
+  int64_t simplex_seed;                    /* the first draw, randint(0, 2**31 - 1) */
+  double daylight;
+} ag_crafter_world;
+
+/* Allocates the object table; the world is empty until reset. */
+ag_status ag_crafter_world_init(ag_crafter_world *w);
+void ag_crafter_world_free(ag_crafter_world *w);
+/* Clears the world and seeds its RNG with RandomState(world_seed), as
+ * World.reset does. */
+void ag_crafter_world_clear(ag_crafter_world *w, uint32_t world_seed);
+/* World.add: the next id, the object map and the chunk's first sighting.
+ * The cell must be inside and free. */
+ag_status ag_crafter_world_add(ag_crafter_world *w, int type, int x, int y, uint32_t *id);
+/* The chunk index of (x, y) and its key [xmin, xmax, ymin, ymax]. */
+int ag_crafter_chunk_index(int x, int y);
+void ag_crafter_chunk_key(int chunk, int key[4]);
+
+/* ---- worldgen.c ----------------------------------------------------------- */
+
+/* Env.reset's world part for world seed W: clear, add the player at the
+ * centre, generate materials and creatures, set daylight for step 0. */
+ag_status ag_crafter_world_reset(ag_crafter_world *w, uint32_t world_seed);
+
+#endif

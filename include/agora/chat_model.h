@@ -40,8 +40,8 @@ typedef struct ag_chat_conversation {
 } ag_chat_conversation;
 
 typedef struct ag_chat_params {
-  ag_sampling sampling;   /* temperature, top-k, top-p, min-p, repetition penalty */
-  int64_t max_tokens;     /* tokens in the reply at most */
+  ag_sampling sampling; /* temperature, top-k, top-p, min-p, repetition penalty */
+  int64_t max_tokens;   /* tokens in the reply at most */
   uint64_t seed;
   const char *stop[AG_GENERATE_MAX_STOPS]; /* the reply ends before the first one */
   int stop_count;
@@ -51,9 +51,9 @@ typedef struct ag_chat_params {
 ag_chat_params ag_chat_params_defaults(void);
 
 typedef struct ag_chat_reply {
-  char *content;            /* the reply text (malloc'd) */
-  ag_finish_reason finish;  /* "stop" from an endpoint maps to AG_FINISH_EOS */
-  int64_t prompt_tokens;    /* as counted by the model (an endpoint's usage) */
+  char *content;           /* the reply text (malloc'd) */
+  ag_finish_reason finish; /* "stop" from an endpoint maps to AG_FINISH_EOS */
+  int64_t prompt_tokens;   /* as counted by the model (an endpoint's usage) */
   int64_t completion_tokens;
 } ag_chat_reply;
 
@@ -125,7 +125,11 @@ void ag_chat_model_close(ag_chat_model *m);
 
 /* Renders a conversation for a local model as ag_chat_model_reply does
  * (system folding, generation prompt, BOS/EOS text); *out malloc'd. The
- * BOS/EOS text is the family's own; ag_chat_model_prompt uses the model's. */
+ * BOS/EOS text is the family's own; ag_chat_model_prompt uses the model's.
+ * A generation prompt that ends in a space (plain: "assistant: ") is cut
+ * before it: byte-level BPE trains a reply's first word with its leading
+ * space, so the model writes that space itself, and the reply returned
+ * leaves it out. */
 ag_status ag_chat_model_render(const ag_chat_template *t, const ag_chat_message *messages, int n,
                                char **out);
 /* The text a local chat model replies from: ag_chat_model_render with the

@@ -239,9 +239,13 @@ static ag_chat_render_options render_options(const ag_lm *lm, const ag_chat_temp
 }
 
 /* Rendered conversation -> ids: the template writes BOS text itself when
- * the family has one; the plain template's BOS comes from render_options. */
+ * the family has one; the plain template's BOS comes from render_options.
+ * A generation prompt's final space ("assistant: ") is left for the model
+ * to write, as the library's chat models do (see src/lm/chat_model.c). */
 static ag_status encode_rendered(const ag_lm *lm, const char *text, ag_tok_ids *ids) {
-  return ag_tok_encode(lm->tokenizer, text, strlen(text), 0, ids);
+  size_t len = strlen(text);
+  if (len > 0 && text[len - 1] == ' ') len--;
+  return ag_tok_encode(lm->tokenizer, text, len, 0, ids);
 }
 
 /* Stop ids and strings that end an assistant turn. */

@@ -116,12 +116,34 @@ static ag_status render_with(const ag_chat_template *t, const ag_chat_message *m
   return st;
 }
 
+/* A generation prompt that ends in a space ("assistant: " of the plain
+ * template) is cut before it: byte-level BPE trains the reply's first word
+ * with its leading space (" Let"), so a prompt ending in a lone " " token
+ * asks the model for a token sequence it never saw. The model then writes
+ * the space itself, and ag_chat_local_reply_start skips it. */
+static void trim_prompt_space(char *text) {
+  size_t len = strlen(text);
+  if (len > 0 && text[len - 1] == ' ') text[len - 1] = '\0';
+}
+
+size_t ag_chat_local_reply_start(const ag_chat_template *t, const char *reply, size_t bytes) {
+  ag_chat_message probe = {"user", "", NULL};
+  char *text = NULL;
+  ag_chat_render_options r = {.add_generation_prompt = true};
+  bool trimmed =
+      !ag_chat_render(t, &probe, 1, &r, &text) && text && text[0] && text[strlen(text) - 1] == ' ';
+  free(text);
+  return trimmed && bytes > 0 && reply[0] == ' ' ? 1 : 0;
+}
+
 ag_status ag_chat_model_render(const ag_chat_template *t, const ag_chat_message *messages, int n,
                                char **out) {
   if (!out) return ag_error_set(AG_ERR_INVALID, "chat model render: NULL output");
   *out = NULL;
   ag_chat_render_options r = {.add_generation_prompt = true};
-  return render_with(t, messages, n, &r, out);
+  ag_status st = render_with(t, messages, n, &r, out);
+  if (!st) trim_prompt_space(*out);
+  return st;
 }
 
 ag_status ag_chat_local_text(const ag_lm *lm, const ag_chat_template *t,
@@ -135,7 +157,9 @@ ag_status ag_chat_local_text(const ag_lm *lm, const ag_chat_template *t,
     const char *text = eos >= 0 ? ag_tok_token_text(lm->tokenizer, eos, &bytes) : NULL;
     if (text) r.eos_token = text;
   }
-  return render_with(t, messages, n, &r, out);
+  ag_status st = render_with(t, messages, n, &r, out);
+  if (!st) trim_prompt_space(*out);
+  return st;
 }
 
 static ag_status encode_text(const ag_lm *lm, const char *text, ag_tok_ids *out) {
@@ -365,13 +389,15 @@ static ag_status local_reply(ag_chat_model *m, const ag_chat_conversation *convs
     if (st) st = ag_error_wrap(st, "chat model %s", m->name);
   }
   for (int64_t i = 0; !st && i < n; i++) {
-    out[i].content = malloc(g[i].text.size + 1);
+    size_t skip = ag_chat_local_reply_start(m->chat_template, g[i].text.data, g[i].text.size);
+    size_t size = g[i].text.size - skip;
+    out[i].content = malloc(size + 1);
     if (!out[i].content) {
       st = ag_error_set(AG_ERR_NOMEM, "chat model: out of memory");
       break;
     }
-    if (g[i].text.size) memcpy(out[i].content, g[i].text.data, g[i].text.size);
-    out[i].content[g[i].text.size] = '\0';
+    if (size) memcpy(out[i].content, g[i].text.data + skip, size);
+    out[i].content[size] = '\0';
     out[i].finish = g[i].finish;
     out[i].prompt_tokens = g[i].prompt_tokens;
     out[i].completion_tokens = g[i].tokens.count;

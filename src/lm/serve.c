@@ -591,7 +591,10 @@ static json_t *response_json(ag_server *s, route r, const work *w, const ag_gene
     for (int k = 0; k < choices; k++) {
       const ag_generation *x = &g[p * choices + k];
       completion_tokens += x->tokens.count;
-      json_t *text = text_json(x->text.data ? x->text.data : "", x->text.size);
+      size_t skip = r == ROUTE_CHAT && x->text.data
+                        ? ag_chat_local_reply_start(s->chat_template, x->text.data, x->text.size)
+                        : 0;
+      json_t *text = text_json(x->text.data ? x->text.data + skip : "", x->text.size - skip);
       json_t *choice;
       if (r == ROUTE_CHAT) {
         choice = json_pack("{s:I, s:{s:s, s:o}, s:n, s:s}", "index", (json_int_t)(p * choices + k),

@@ -43,14 +43,15 @@ TEST(the_prompt_is_the_plain_template_with_the_models_eos_and_a_generation_promp
   char *text = NULL;
   CHECK_OK(ag_chat_model_prompt(m, STORY, 2, &text));
   const char *want =
-      "system: You tell short stories.</s>\nuser: Tell me about a cat.</s>\nassistant: ";
+      "system: You tell short stories.</s>\nuser: Tell me about a cat.</s>\nassistant:";
   CHECK_MSG(text && !strcmp(text, want), "got '%s'", text ? text : "(null)");
   free(text);
-  /* ag_chat_model_render uses the family's own EOS text */
+  /* ag_chat_model_render uses the family's own EOS text; the generation
+   * prompt's final space is left for the model to write */
   const ag_chat_template *plain = NULL;
   CHECK_OK(ag_chat_template_by_name("plain", &plain));
   CHECK_OK(ag_chat_model_render(plain, STORY + 1, 1, &text));
-  CHECK(text && !strcmp(text, "user: Tell me about a cat.<|endoftext|>\nassistant: "));
+  CHECK(text && !strcmp(text, "user: Tell me about a cat.<|endoftext|>\nassistant:"));
   free(text);
   ag_chat_model_close(m);
 }
@@ -74,7 +75,10 @@ TEST(greedy_replies_are_deterministic_and_equal_ag_generate_on_the_prompt) {
   ag_generation g = {0};
   const char *prompts[] = {prompt};
   CHECK_OK(ag_generate(ag_chat_model_lm(m), prompts, 1, &o, &g));
-  CHECK_MSG(a.content && g.text.data && !strcmp(a.content, g.text.data), "reply '%s'\n  gen '%s'",
+  /* the model writes the space the prompt left out; the reply skips it */
+  const char *gen = g.text.data ? g.text.data : "";
+  if (gen[0] == ' ') gen++;
+  CHECK_MSG(a.content && !strcmp(a.content, gen), "reply '%s'\n  gen '%s'",
             a.content ? a.content : "", g.text.data ? g.text.data : "");
   CHECK(a.prompt_tokens == g.prompt_tokens && a.completion_tokens == g.tokens.count);
   CHECK(a.finish == g.finish);

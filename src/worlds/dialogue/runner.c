@@ -91,6 +91,7 @@ static ag_status push_message(ag_dialogue *d, const char *role, const char *name
     return ag_error_set(AG_ERR_NOMEM, "dialogue: out of memory");
   }
   d->messages[d->message_count++] = (ag_chat_message){r, c, nm};
+  // cppcheck-suppress memleak ; r, c and nm now belong to d->messages
   return AG_OK;
 }
 

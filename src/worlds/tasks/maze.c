@@ -166,7 +166,7 @@ static void maze_carve(maze *m, int n, ag_rng *rng) {
  * farthest cell when none is: one exists, a far corner is n - 1 cells
  * away in Manhattan distance). */
 static void maze_place_ends(maze *m, int n, ag_rng *rng) {
-  int dist[MAZE_MAX_SQUARES], candidates[MAZE_MAX_SIDE * MAZE_MAX_SIDE], k = 0;
+  int dist[MAZE_MAX_SQUARES], candidates[MAZE_MAX_SIDE * MAZE_MAX_SIDE] = {0}, k = 0;
   int si = (int)ag_rng_below(rng, (uint64_t)n), sj = (int)ag_rng_below(rng, (uint64_t)n);
   m->start = 2 * si * m->cols + 2 * sj;
   maze_bfs(m, m->start, dist);

@@ -1020,7 +1020,7 @@ enum { CD_MAX_DRAWS = 100000 };
  * larger number minus a smaller one, exact divisions), as Countdown
  * players write them. false when a draw gives no such step. */
 static bool cd_random_expr(const countdown *c, ag_rng *rng, cd_expr *e) {
-  cd_item items[CD_MAX_NUMBERS];
+  cd_item items[CD_MAX_NUMBERS] = {0};
   int n = c->count;
   e->count = 0;
   for (int i = 0; i < n; i++)

@@ -18,5 +18,6 @@ int ag_cli_lm_train(int argc, char **argv); /* `agora lm train`: argv[0] is "tra
 int ag_cli_tasks(int argc, char **argv);
 int ag_cli_teach(int argc, char **argv);
 int ag_cli_serve(int argc, char **argv);
+int ag_cli_crafter(int, char **);
 
 #endif

@@ -13,6 +13,7 @@ static const ag_cli_area areas[] = {
     {"serve", "serve a local model over the OpenAI HTTP API", ag_cli_serve},
     {"tasks", "verifiable tasks: list, generate, load, verify, check data sets", ag_cli_tasks},
     {"teach", "teacher-student dialogues: eval a student with a teacher", ag_cli_teach},
+    {"crafter", "the Crafter game: replay (play, eval, render, bench to come)", ag_cli_crafter},
 };
 
 static void usage(FILE *f) {

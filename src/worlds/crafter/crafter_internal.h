@@ -55,13 +55,6 @@ void ag_crafter_simplex_seed(ag_crafter_simplex *s, int64_t seed);
 /* noise3(x, y, z), in the package's order of floating-point operations. */
 double ag_crafter_simplex_noise3(const ag_crafter_simplex *s, double x, double y, double z);
 
-/* ---- npmath.c: numpy's float64 exp and cos (AVX-512 builds of numpy 1.24) --- */
-
-/* np.exp and np.cos of a float64 as numpy computes them where the golden
- * files were recorded; glibc's exp and cos differ in the last bits. */
-double ag_crafter_np_exp(double x);
-double ag_crafter_np_cos(double x);
-
 /* ---- sha256.c: hashes used by the parity checks --------------------------- */
 
 void ag_crafter_sha256(const void *data, size_t bytes, uint8_t out[32]);
@@ -147,5 +140,84 @@ void ag_crafter_chunk_key(int chunk, int key[4]);
 /* Env.reset's world part for world seed W: clear, add the player at the
  * centre, generate materials and creatures, set daylight for step 0. */
 ag_status ag_crafter_world_reset(ag_crafter_world *w, uint32_t world_seed);
+
+/* ---- game.c: the step (the original's Env and objects) -------------------- */
+
+/* Achievements in data.yaml order. */
+enum {
+  AG_CRAFTER_ACH_COLLECT_COAL,
+  AG_CRAFTER_ACH_COLLECT_DIAMOND,
+  AG_CRAFTER_ACH_COLLECT_DRINK,
+  AG_CRAFTER_ACH_COLLECT_IRON,
+  AG_CRAFTER_ACH_COLLECT_SAPLING,
+  AG_CRAFTER_ACH_COLLECT_STONE,
+  AG_CRAFTER_ACH_COLLECT_WOOD,
+  AG_CRAFTER_ACH_DEFEAT_SKELETON,
+  AG_CRAFTER_ACH_DEFEAT_ZOMBIE,
+  AG_CRAFTER_ACH_EAT_COW,
+  AG_CRAFTER_ACH_EAT_PLANT,
+  AG_CRAFTER_ACH_MAKE_IRON_PICKAXE,
+  AG_CRAFTER_ACH_MAKE_IRON_SWORD,
+  AG_CRAFTER_ACH_MAKE_STONE_PICKAXE,
+  AG_CRAFTER_ACH_MAKE_STONE_SWORD,
+  AG_CRAFTER_ACH_MAKE_WOOD_PICKAXE,
+  AG_CRAFTER_ACH_MAKE_WOOD_SWORD,
+  AG_CRAFTER_ACH_PLACE_FURNACE,
+  AG_CRAFTER_ACH_PLACE_PLANT,
+  AG_CRAFTER_ACH_PLACE_STONE,
+  AG_CRAFTER_ACH_PLACE_TABLE,
+  AG_CRAFTER_ACH_WAKE_UP
+};
+
+/* Something that happened in a step, as the golden files' `ev` records. */
+typedef enum ag_crafter_event_kind {
+  AG_CRAFTER_EV_ADD,
+  AG_CRAFTER_EV_REMOVE,
+  AG_CRAFTER_EV_DESPAWN_DRAW
+} ag_crafter_event_kind;
+
+typedef struct ag_crafter_event {
+  ag_crafter_event_kind kind;
+  uint32_t id;           /* add, remove */
+  int type;              /* object type */
+  int x, y;              /* add, remove: position */
+  const char *by;        /* add, remove: "_balance_object", "_shoot", "_place", "update" */
+  int chunk[4];          /* despawn_draw: [xmin, xmax, ymin, ymax] */
+  const uint32_t *order; /* despawn_draw: the candidates in draw order */
+  int n, k;              /* despawn_draw: how many; the index drawn */
+} ag_crafter_event;
+
+/* Test hook: called at each despawn draw with the candidates in ascending id
+ * (the canonical order); it may permute them in place to impose another
+ * order (the orig/ files' logged one). It must not change the set. */
+typedef void (*ag_crafter_despawn_hook)(void *ctx, const int chunk[4], int type,
+                                        uint32_t *candidates, int n);
+typedef void (*ag_crafter_event_fn)(void *ctx, const ag_crafter_event *ev);
+
+struct ag_crafter_env {
+  ag_crafter_world world;
+  int64_t seed, episode, step, length;
+  bool started; /* reset was called */
+  int action;   /* the player's current action */
+  /* The player's internal counters (halves while sleeping). */
+  double hunger, thirst, fatigue, recover;
+  int32_t player_last_health; /* Player._last_health */
+  int32_t last_health;        /* Env._last_health */
+  int32_t achievements[AG_CRAFTER_ACHIEVEMENT_COUNT];
+  uint32_t unlocked; /* bit a: achievement a unlocked this episode */
+  ag_crafter_despawn_hook despawn_hook;
+  void *despawn_ctx;
+  ag_crafter_event_fn on_event;
+  void *event_ctx;
+};
+
+/* The hashes of the golden files: the map, the object list
+ * ("{id} {Type} {x} {y} {health}\n" per object) and the RNG state, as the
+ * first hex_chars hex digits. */
+void ag_crafter_hash_grid(const ag_crafter_env *env, int hex_chars, char *out);
+void ag_crafter_hash_objects(const ag_crafter_env *env, int hex_chars, char *out);
+void ag_crafter_hash_rng(const ag_crafter_env *env, int hex_chars, char *out);
+/* An object's health as the original reports it (the player's is its inventory's). */
+int ag_crafter_object_health(const ag_crafter_env *env, uint32_t id);
 
 #endif

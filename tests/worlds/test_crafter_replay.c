@@ -1,0 +1,278 @@
+/* The Crafter step against the original: every canonical golden trajectory
+ * (../shared/data/crafter/golden/traj_S_*.jsonl.gz) replayed field by field,
+ * the orig/ files with their logged despawn orders imposed, hand-built
+ * scenarios for recipes and sleeping, and determinism per seed. */
+#include "test.h"
+#include "worlds/crafter/crafter_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define GOLDEN_DIR "../shared/data/crafter/golden"
+
+static void replay_file(const char *path, bool impose) {
+  ag_crafter_replay_report rep;
+  ag_status st = ag_crafter_replay(path, impose, &rep);
+  CHECK_MSG(st == AG_OK, "%s: %s", path, ag_error_message());
+  CHECK_MSG(rep.match, "%s", rep.mismatch);
+  CHECK(rep.records > 0);
+  printf("  %s: %lld records, %lld episodes%s\n", strrchr(path, '/') + 1, (long long)rep.records,
+         (long long)rep.episodes, rep.match ? "" : " (mismatch)");
+}
+
+TEST(canonical_trajectories_match) {
+  char path[256];
+  // Every file; the sanitizer build replays the long scripted ones of 2 seeds.
+  long scripted = test_scaled(8, 2);
+  for (int s = 0; s < 8; s++)
+    for (int k = 0; k < (s < scripted ? 2 : 1); k++) {
+      snprintf(path, sizeof path, GOLDEN_DIR "/traj_%d_%s.jsonl.gz", s, k ? "scripted" : "random");
+      replay_file(path, false);
+    }
+}
+
+TEST(world_files_match) {
+  char path[256];
+  for (int s = 0; s < 8; s++) {
+    snprintf(path, sizeof path, GOLDEN_DIR "/world_%d.json", s);
+    replay_file(path, false);
+  }
+}
+
+TEST(orig_trajectories_match_with_logged_despawns) {
+  char path[256];
+  long files = test_scaled(16, 4); // all 16; 4 in the sanitizer build
+  for (int s = 0; s < 8; s++)
+    for (int k = 0; k < 2 && 2 * s + k < files; k++) {
+      snprintf(path, sizeof path, GOLDEN_DIR "/orig/traj_%d_%s.jsonl.gz", s,
+               k ? "scripted" : "random");
+      replay_file(path, true);
+    }
+}
+
+// A copy of a golden file with one line changed must fail at that step and
+// field: the comparison can fail.
+TEST(a_changed_field_is_reported) {
+  gzFile in = gzopen(GOLDEN_DIR "/traj_0_random.jsonl.gz", "rb");
+  CHECK(in != NULL);
+  if (!in) return;
+  char path[] = "/tmp/ag_crafter_replay_XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  if (fd < 0) {
+    gzclose(in);
+    return;
+  }
+  gzFile out = gzdopen(fd, "wb");
+  static char line[1 << 20];
+  int changed = 0;
+  while (gzgets(in, line, sizeof line)) {
+    if (strncmp(line, "{\"t\":3,", 7) == 0 && !changed) { // episode 1's step 3
+      char *p = strstr(line, "\"sleeping\":false");
+      if (p) {
+        memcpy(p, "\"sleeping\":true,", 16); // same length: true plus a comma
+        memmove(p + 16, p + 17, strlen(p + 17) + 1);
+        changed++;
+      }
+    }
+    gzputs(out, line);
+  }
+  gzclose(in);
+  gzclose(out);
+  CHECK(changed == 1);
+  ag_crafter_replay_report rep;
+  CHECK_OK(ag_crafter_replay(path, false, &rep));
+  CHECK(!rep.match);
+  CHECK_MSG(strstr(rep.mismatch, "step 3: sleeping: expected true, got false") != NULL, "%s",
+            rep.mismatch);
+  remove(path);
+}
+
+/* ---- hand-built scenarios ------------------------------------------------------- */
+
+// A fresh episode of seed 0 with every creature removed, the player at the
+// centre facing down onto `front`, and an empty inventory besides vitals.
+static ag_crafter_env *scenario(int front) {
+  ag_crafter_env *e = NULL;
+  if (ag_crafter_create(0, &e) || ag_crafter_reset(e)) {
+    ag_crafter_destroy(e);
+    return NULL;
+  }
+  ag_crafter_world *w = &e->world;
+  for (uint32_t id = 2; id < w->object_count; id++) {
+    ag_crafter_object *o = &w->objects[id];
+    if (!o->type) continue;
+    w->obj[o->x * AG_CRAFTER_AREA + o->y] = 0;
+    o->type = AG_CRAFTER_OBJ_NONE;
+  }
+  for (int x = 29; x <= 35; x++)
+    for (int y = 29; y <= 35; y++) w->mat[x * AG_CRAFTER_AREA + y] = AG_CRAFTER_GRASS;
+  w->mat[32 * AG_CRAFTER_AREA + 33] = (uint8_t)front;
+  return e;
+}
+
+static int front_material(const ag_crafter_env *e) {
+  const ag_crafter_object *p = &e->world.objects[AG_CRAFTER_PLAYER_ID];
+  return e->world.mat[(p->x + p->face_x) * AG_CRAFTER_AREA + p->y + p->face_y];
+}
+
+enum { NOOP = 0, DO = 5, SLEEP = 6, PLACE_STONE = 7, PLACE_TABLE = 8, MAKE_WOOD_PICKAXE = 11 };
+
+TEST(table_needs_wood_and_a_free_tile) {
+  ag_crafter_env *e = scenario(AG_CRAFTER_GRASS);
+  CHECK(e != NULL);
+  if (!e) return;
+  int32_t *inv = e->world.inventory;
+  double r;
+  bool done;
+  inv[AG_CRAFTER_INV_WOOD] = 1; // a table costs 2
+  CHECK_OK(ag_crafter_step(e, PLACE_TABLE, &r, &done, NULL));
+  CHECK(front_material(e) == AG_CRAFTER_GRASS && inv[AG_CRAFTER_INV_WOOD] == 1 && r == 0);
+  e->world.mat[32 * AG_CRAFTER_AREA + 33] = AG_CRAFTER_WATER; // not a place for a table
+  inv[AG_CRAFTER_INV_WOOD] = 2;
+  CHECK_OK(ag_crafter_step(e, PLACE_TABLE, &r, &done, NULL));
+  CHECK(front_material(e) == AG_CRAFTER_WATER && inv[AG_CRAFTER_INV_WOOD] == 2);
+  e->world.mat[32 * AG_CRAFTER_AREA + 33] = AG_CRAFTER_GRASS;
+  CHECK_OK(ag_crafter_step(e, PLACE_TABLE, &r, &done, NULL));
+  CHECK(front_material(e) == AG_CRAFTER_TABLE && inv[AG_CRAFTER_INV_WOOD] == 0);
+  CHECK(e->achievements[AG_CRAFTER_ACH_PLACE_TABLE] == 1 && r == 1.0);
+  // A second unlock of the same achievement gives no reward.
+  e->world.mat[32 * AG_CRAFTER_AREA + 33] = AG_CRAFTER_GRASS;
+  inv[AG_CRAFTER_INV_WOOD] = 2;
+  CHECK_OK(ag_crafter_step(e, PLACE_TABLE, &r, &done, NULL));
+  CHECK(e->achievements[AG_CRAFTER_ACH_PLACE_TABLE] == 2 && r == 0);
+  ag_crafter_destroy(e);
+}
+
+TEST(collecting_follows_the_rules) {
+  ag_crafter_env *e = scenario(AG_CRAFTER_TREE);
+  CHECK(e != NULL);
+  if (!e) return;
+  int32_t *inv = e->world.inventory;
+  CHECK_OK(ag_crafter_step(e, DO, NULL, NULL, NULL));
+  // Collecting wood leaves grass (data.yaml's `leaves`).
+  CHECK(inv[AG_CRAFTER_INV_WOOD] == 1 && front_material(e) == AG_CRAFTER_GRASS);
+  e->world.mat[32 * AG_CRAFTER_AREA + 33] = AG_CRAFTER_STONE; // needs a wood pickaxe
+  CHECK_OK(ag_crafter_step(e, DO, NULL, NULL, NULL));
+  CHECK(inv[AG_CRAFTER_INV_STONE] == 0 && front_material(e) == AG_CRAFTER_STONE);
+  inv[AG_CRAFTER_INV_WOOD_PICKAXE] = 1;
+  CHECK_OK(ag_crafter_step(e, DO, NULL, NULL, NULL));
+  CHECK(inv[AG_CRAFTER_INV_STONE] == 1 && front_material(e) == AG_CRAFTER_PATH);
+  // Stone can be placed on water; the inventory is capped at 9.
+  e->world.mat[32 * AG_CRAFTER_AREA + 33] = AG_CRAFTER_WATER;
+  CHECK_OK(ag_crafter_step(e, PLACE_STONE, NULL, NULL, NULL));
+  CHECK(front_material(e) == AG_CRAFTER_STONE && inv[AG_CRAFTER_INV_STONE] == 0);
+  inv[AG_CRAFTER_INV_STONE] = 9;
+  CHECK_OK(ag_crafter_step(e, DO, NULL, NULL, NULL));
+  CHECK(inv[AG_CRAFTER_INV_STONE] == 9 && front_material(e) == AG_CRAFTER_PATH);
+  ag_crafter_destroy(e);
+}
+
+TEST(wood_pickaxe_needs_a_nearby_table) {
+  ag_crafter_env *e = scenario(AG_CRAFTER_GRASS);
+  CHECK(e != NULL);
+  if (!e) return;
+  int32_t *inv = e->world.inventory;
+  inv[AG_CRAFTER_INV_WOOD] = 1;
+  CHECK_OK(ag_crafter_step(e, MAKE_WOOD_PICKAXE, NULL, NULL, NULL));
+  CHECK(inv[AG_CRAFTER_INV_WOOD_PICKAXE] == 0 && inv[AG_CRAFTER_INV_WOOD] == 1);
+  e->world.mat[33 * AG_CRAFTER_AREA + 31] = AG_CRAFTER_TABLE; // diagonal: within the 3x3
+  CHECK_OK(ag_crafter_step(e, MAKE_WOOD_PICKAXE, NULL, NULL, NULL));
+  CHECK(inv[AG_CRAFTER_INV_WOOD_PICKAXE] == 1 && inv[AG_CRAFTER_INV_WOOD] == 0);
+  CHECK(e->achievements[AG_CRAFTER_ACH_MAKE_WOOD_PICKAXE] == 1);
+  ag_crafter_destroy(e);
+}
+
+TEST(sleeping_and_waking) {
+  ag_crafter_env *e = scenario(AG_CRAFTER_GRASS);
+  CHECK(e != NULL);
+  if (!e) return;
+  int32_t *inv = e->world.inventory;
+  const ag_crafter_object *p = &e->world.objects[AG_CRAFTER_PLAYER_ID];
+  CHECK_OK(ag_crafter_step(e, SLEEP, NULL, NULL, NULL)); // full energy: no sleep
+  CHECK(!p->sleeping);
+  inv[AG_CRAFTER_INV_ENERGY] = 8;
+  CHECK_OK(ag_crafter_step(e, SLEEP, NULL, NULL, NULL));
+  CHECK(p->sleeping);
+  int steps = 0;
+  while (p->sleeping && steps < 100) {
+    CHECK_OK(ag_crafter_step(e, NOOP, NULL, NULL, NULL)); // actions are ignored while asleep
+    steps++;
+  }
+  // Fatigue (1 after the first step) is clamped to 0 on falling asleep and
+  // falls by 1 per sleeping step; below -10 it gives 1 energy, and the next
+  // update wakes the player: 1 + 11 steps.
+  CHECK_MSG(steps == 12, "woke after %d steps", steps);
+  CHECK(inv[AG_CRAFTER_INV_ENERGY] == 9 && e->achievements[AG_CRAFTER_ACH_WAKE_UP] == 1);
+  // Hunger and thirst grow by halves while sleeping.
+  CHECK_MSG(e->hunger == 1 + 0.5 * 12 + 1 && e->thirst == e->hunger, "hunger %g", e->hunger);
+  ag_crafter_destroy(e);
+}
+
+TEST(bad_input_is_an_error) {
+  ag_crafter_env *e = NULL;
+  CHECK_OK(ag_crafter_create(3, &e));
+  CHECK(ag_crafter_step(e, 0, NULL, NULL, NULL) == AG_ERR_INVALID); // before reset
+  CHECK_OK(ag_crafter_reset(e));
+  CHECK(ag_crafter_step(e, AG_CRAFTER_ACTION_COUNT, NULL, NULL, NULL) == AG_ERR_INVALID);
+  CHECK(ag_crafter_step(e, -1, NULL, NULL, NULL) == AG_ERR_INVALID);
+  CHECK(e->step == 0);
+  ag_crafter_replay_report rep;
+  CHECK(ag_crafter_replay("/nonexistent/traj.jsonl.gz", false, &rep) != AG_OK && !rep.match);
+  ag_crafter_destroy(e);
+}
+
+// Same seed and actions, same trajectory; another seed, another world.
+TEST(deterministic_per_seed) {
+  ag_crafter_env *a = NULL, *b = NULL, *c = NULL;
+  CHECK_OK(ag_crafter_create(11, &a));
+  CHECK_OK(ag_crafter_create(11, &b));
+  CHECK_OK(ag_crafter_create(12, &c));
+  if (!a || !b || !c) goto done;
+  for (int episode = 0; episode < 2; episode++) {
+    CHECK_OK(ag_crafter_reset(a));
+    CHECK_OK(ag_crafter_reset(b));
+    CHECK_OK(ag_crafter_reset(c));
+    CHECK(memcmp(a->world.mat, c->world.mat, sizeof a->world.mat) != 0);
+    uint64_t lcg = 99;
+    long steps = test_scaled(1200, 300);
+    for (long t = 0; t < steps; t++) {
+      lcg = lcg * 6364136223846793005ull + 1442695040888963407ull;
+      int action = (int)((lcg >> 33) % AG_CRAFTER_ACTION_COUNT);
+      double ra, rb;
+      bool da, db;
+      CHECK_OK(ag_crafter_step(a, action, &ra, &da, NULL));
+      CHECK_OK(ag_crafter_step(b, action, &rb, &db, NULL));
+      char ha[17], hb[17];
+      ag_crafter_hash_objects(a, 16, ha);
+      ag_crafter_hash_objects(b, 16, hb);
+      if (ra != rb || da != db || strcmp(ha, hb) != 0 ||
+          memcmp(&a->world.rng, &b->world.rng, sizeof a->world.rng) != 0) {
+        CHECK_MSG(false, "episode %d step %ld differs", episode, t);
+        break;
+      }
+      if (da) break;
+    }
+  }
+done:
+  ag_crafter_destroy(a);
+  ag_crafter_destroy(b);
+  ag_crafter_destroy(c);
+}
+
+int main(void) {
+  RUN(world_files_match);
+  RUN(canonical_trajectories_match);
+  RUN(orig_trajectories_match_with_logged_despawns);
+  RUN(a_changed_field_is_reported);
+  RUN(table_needs_wood_and_a_free_tile);
+  RUN(collecting_follows_the_rules);
+  RUN(wood_pickaxe_needs_a_nearby_table);
+  RUN(sleeping_and_waking);
+  RUN(bad_input_is_an_error);
+  RUN(deterministic_per_seed);
+  TEST_MAIN_END();
+}

@@ -19,5 +19,6 @@ int ag_cli_tasks(int argc, char **argv);
 int ag_cli_teach(int argc, char **argv);
 int ag_cli_serve(int argc, char **argv);
 int ag_cli_crafter(int, char **);
+int ag_cli_shaping(int, char **);
 
 #endif

@@ -112,15 +112,58 @@ ag_status ag_crafter_step(ag_crafter_env *env, int action, double *reward, bool 
 /* The info of the current state (also valid right after reset). */
 void ag_crafter_get_info(const ag_crafter_env *env, ag_crafter_info *info);
 
+/* ---- observations ---------------------------------------------------------- */
+
+#define AG_CRAFTER_OBS_SIZE  64 /* the pixel observation is OBS_SIZE x OBS_SIZE RGB */
+#define AG_CRAFTER_OBS_BYTES (AG_CRAFTER_OBS_SIZE * AG_CRAFTER_OBS_SIZE * 3)
+#define AG_CRAFTER_VIEW_W    9 /* the local view: 9 x 7 tiles around the player */
+#define AG_CRAFTER_VIEW_H    7
+/* Semantic ids: materials 0..12 as above, then objects Player 13, Cow 14,
+ * Zombie 15, Skeleton 16, Arrow 17, Plant 18 (the original's SemanticView). */
+#define AG_CRAFTER_SEMANTIC_OBJECT_BASE AG_CRAFTER_MATERIAL_COUNT
+
+/* The 16x16 textures (PNG files named as the original's assets). dir NULL
+ * means $AG_CRAFTER_ASSETS, else ../shared/data/crafter/assets. Read-only
+ * once loaded: one set can serve any number of envs and threads. */
+typedef struct ag_crafter_textures ag_crafter_textures;
+ag_status ag_crafter_textures_load(const char *dir, ag_crafter_textures **out);
+void ag_crafter_textures_free(ag_crafter_textures *textures);
+
+/* The pixel observation the last reset or step returned, bit for bit the
+ * original's: rgb holds AG_CRAFTER_OBS_BYTES, (row, col, channel) = (y, x,
+ * RGB). It uses the night noise that step drew, so it changes nothing and
+ * may be called any number of times. */
+ag_status ag_crafter_observe_pixels(const ag_crafter_env *env, const ag_crafter_textures *textures,
+                                    uint8_t *rgb);
+/* Env.render((width, height)) into rgb (height * width * 3 bytes), for
+ * other sizes (e.g. 600x600). Like the original, at night it draws fresh
+ * noise from the world RNG, so it changes the rest of the episode. */
+ag_status ag_crafter_render(ag_crafter_env *env, const ag_crafter_textures *textures, int width,
+                            int height, uint8_t *rgb);
+/* info['semantic'] of the original: the whole map as semantic ids, ids[x *
+ * AREA + y]. */
+void ag_crafter_semantic_map(const ag_crafter_env *env, uint8_t *ids);
+/* The semantic observation: the local view's 9 x 7 tiles as semantic ids,
+ * view[row * 9 + col] with the player at row 3, col 4 (0 outside the world),
+ * and the inventory (AG_CRAFTER_ITEM_COUNT entries, data.yaml order). Either
+ * pointer may be NULL. */
+void ag_crafter_observe_semantic(const ag_crafter_env *env, uint8_t *view, int32_t *inventory);
+/* Writes an RGB frame (height * width * 3 bytes) as a PNG file, atomically
+ * (a temporary file renamed into place). */
+ag_status ag_crafter_write_png(const char *path, const uint8_t *rgb, int width, int height);
+
 /* ---- parity with the original -------------------------------------------- */
 
 /* Replays a canonical golden file (../shared/data/crafter/golden format: a
- * traj_S_*.jsonl.gz or a world_S.json) and compares every recorded field
- * except the pixel-observation hashes. With impose_logged_despawns, each
- * despawn draw uses the candidate order the file logged (for orig/ files). */
+ * traj_S_*.jsonl.gz or a world_S.json) and compares every recorded field,
+ * the pixel-observation hashes (`obs`, `obs_sha256_at_reset`) included, with
+ * the textures of ag_crafter_textures_load(NULL). With
+ * impose_logged_despawns, each despawn draw uses the candidate order the file
+ * logged (for orig/ files). */
 typedef struct ag_crafter_replay_report {
   int64_t records;    /* step records (or world files) compared */
   int64_t episodes;   /* episode headers seen */
+  int64_t frames;     /* observation hashes compared */
   bool match;         /* every compared field matched */
   char mismatch[768]; /* when !match: "FILE: episode E step T: field F: expected X, got Y" */
 } ag_crafter_replay_report;

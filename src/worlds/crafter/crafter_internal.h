@@ -62,6 +62,15 @@ void ag_crafter_sha256(const void *data, size_t bytes, uint8_t out[32]);
  * a terminating NUL (out holds hex_chars + 1 bytes). */
 void ag_crafter_sha256_hex(const void *data, size_t bytes, int hex_chars, char *out);
 
+/* ---- png.c: PNG files through libpng ------------------------------------- */
+
+#define AG_CRAFTER_DEFAULT_ASSETS "../shared/data/crafter/assets"
+/* Reads a PNG as stored (no gamma or colour transforms): *pixels (malloc'd,
+ * rows top to bottom) holds width * height * channels bytes, channels 3
+ * (RGB) or 4 (RGBA); palettes and grey are expanded to RGB. */
+ag_status ag_crafter_png_read(const char *path, uint8_t **pixels, int *width, int *height,
+                              int *channels);
+
 /* ---- world.c: the world state --------------------------------------------- */
 
 #define AG_CRAFTER_CELLS       (AG_CRAFTER_AREA * AG_CRAFTER_AREA)
@@ -169,6 +178,8 @@ enum {
   AG_CRAFTER_ACH_WAKE_UP
 };
 
+#define AG_CRAFTER_NIGHT_NOISE (63 * 49)
+
 /* Something that happened in a step, as the golden files' `ev` records. */
 typedef enum ag_crafter_event_kind {
   AG_CRAFTER_EV_ADD,
@@ -209,6 +220,10 @@ struct ag_crafter_env {
   void *despawn_ctx;
   ag_crafter_event_fn on_event;
   void *event_ctx;
+  /* The night noise the last observation drew (LocalView._noise's
+   * uniform(32, 127, (63, 49)), [x][y]); valid when daylight < 0.5. */
+  bool night_noise_valid;
+  double night_noise[AG_CRAFTER_NIGHT_NOISE];
 };
 
 /* The hashes of the golden files: the map, the object list

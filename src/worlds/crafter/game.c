@@ -12,8 +12,6 @@
 #define AREA          AG_CRAFTER_AREA
 #define VIEW_DISTANCE 18 /* objects update within 2 * max(view) of the player */
 #define ITEM_MAX      9  /* every item's cap in data.yaml */
-/* LocalView._noise draws uniform(32, 127, (63, 49)) per frame at night. */
-#define NIGHT_NOISE_DRAWS (63 * 49)
 
 static const char *const ACTION_NAMES[AG_CRAFTER_ACTION_COUNT] = {"noop",
                                                                   "move_left",
@@ -596,6 +594,15 @@ static ag_status balance(ag_crafter_env *e) {
   return AG_OK;
 }
 
+/* Every reset and step renders the observation; at night LocalView._noise
+ * draws uniform(32, 127, (63, 49)) from the world RNG, so the draws are part
+ * of the dynamics. They are kept for the pixel observation. */
+static void observation_draws(ag_crafter_env *e) {
+  e->night_noise_valid = e->world.daylight < 0.5;
+  if (e->night_noise_valid)
+    ag_crafter_rng_uniform_fill(&e->world.rng, 32, 127, e->night_noise, AG_CRAFTER_NIGHT_NOISE);
+}
+
 /* ---- the env ------------------------------------------------------------------------- */
 
 ag_status ag_crafter_create(int64_t seed, ag_crafter_env **out) {
@@ -632,7 +639,7 @@ ag_status ag_crafter_reset(ag_crafter_env *e) {
   memset(e->achievements, 0, sizeof e->achievements);
   e->unlocked = 0;
   e->started = true;
-  // The observation at reset renders at daylight 0.797: no noise draws.
+  observation_draws(e); // none: daylight at reset is 0.797
   return AG_OK;
 }
 
@@ -684,10 +691,7 @@ ag_status ag_crafter_step(ag_crafter_env *e, int action, double *reward, bool *d
     ag_status st = balance(e);
     if (st) return st;
   }
-  // Every step renders the observation; at night LocalView._noise draws from
-  // the world RNG, so the draws are part of the dynamics.
-  if (w->daylight < 0.5)
-    for (int i = 0; i < 2 * NIGHT_NOISE_DRAWS; i++) (void)ag_crafter_rng_next32(&w->rng);
+  observation_draws(e);
   int32_t health = w->inventory[AG_CRAFTER_INV_HEALTH];
   double r = (double)(health - e->last_health) / 10;
   e->last_health = health;

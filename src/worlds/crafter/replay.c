@@ -1,7 +1,7 @@
 /* Replaying the golden files recorded from the original (the format of
  * ../shared/data/crafter/golden/README.md): the recorded actions are stepped
- * and every recorded field is compared, except the pixel-observation hashes
- * (`obs`, `obs_sha256_at_reset`), which need rendering. */
+ * and every recorded field is compared, the pixel-observation hashes (`obs`,
+ * `obs_sha256_at_reset`) included. */
 #include "worlds/crafter/crafter_internal.h"
 
 #include <jansson.h>
@@ -23,6 +23,7 @@ typedef struct replay {
   /* Impose the logged despawn orders: the next despawn_draw of `ev`. */
   bool impose;
   size_t draw_seen;
+  const ag_crafter_textures *tex; /* for the observation hashes */
 } replay;
 
 static void fail(replay *rp, const char *field, const char *fmt, ...)
@@ -217,6 +218,21 @@ static void despawn_hook(void *ctx, const int chunk[4], int type, uint32_t *cand
 
 /* ---- records ---------------------------------------------------------------------- */
 
+// The pixel observation's hash, as long as the recorded one (16 or 64 digits).
+static void cmp_obs(replay *rp, const char *field, const json_t *exp) {
+  if (!exp) return;
+  uint8_t rgb[AG_CRAFTER_OBS_BYTES];
+  if (ag_crafter_observe_pixels(rp->env, rp->tex, rgb)) {
+    fail(rp, field, "cannot render: %s", ag_error_message());
+    return;
+  }
+  char hex[65];
+  size_t len = json_string_length(exp);
+  ag_crafter_sha256_hex(rgb, sizeof rgb, len == 64 ? 64 : 16, hex);
+  cmp_str(rp, field, exp, hex);
+  rp->rep->frames++;
+}
+
 static void cmp_state(replay *rp, const json_t *rec) {
   ag_crafter_env *e = rp->env;
   const ag_crafter_object *p = &e->world.objects[AG_CRAFTER_PLAYER_ID];
@@ -265,6 +281,7 @@ static void cmp_state(replay *rp, const json_t *rec) {
   cmp_str(rp, "objs", json_object_get(rec, "objs"), hex);
   ag_crafter_hash_rng(e, 16, hex);
   cmp_str(rp, "rng", json_object_get(rec, "rng"), hex);
+  cmp_obs(rp, "obs", json_object_get(rec, "obs"));
   // The snapshot fields (t = 0, every 50 steps, the last step).
   const json_t *x;
   if ((x = json_object_get(rec, "grid_sha256"))) {
@@ -425,6 +442,7 @@ static ag_status replay_world(replay *rp) {
   cmp_objects(rp, json_object_get(w, "objects"));
   cmp_chunks(rp, json_object_get(w, "chunks"));
   cmp_real(rp, "daylight", json_object_get(w, "daylight"), env->world.daylight);
+  cmp_obs(rp, "obs_sha256_at_reset", json_object_get(w, "obs_sha256_at_reset"));
   rp->rep->records = 1;
 done:
   json_decref(w);
@@ -437,10 +455,18 @@ ag_status ag_crafter_replay(const char *path, bool impose_logged_despawns,
   memset(report, 0, sizeof *report);
   report->match = true;
   replay rp = {.path = path, .rep = report, .impose = impose_logged_despawns};
+  ag_crafter_textures *tex = NULL;
+  ag_status st = ag_crafter_textures_load(NULL, &tex);
+  if (st) {
+    report->match = false;
+    return st;
+  }
+  rp.tex = tex;
   size_t n = strlen(path);
   bool world = n >= 5 && strcmp(path + n - 5, ".json") == 0;
-  ag_status st = world ? replay_world(&rp) : replay_trajectory(&rp);
+  st = world ? replay_world(&rp) : replay_trajectory(&rp);
   ag_crafter_destroy(rp.env);
+  ag_crafter_textures_free(tex);
   if (st) report->match = false;
   return st;
 }

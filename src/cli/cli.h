@@ -19,6 +19,8 @@ int ag_cli_tasks(int argc, char **argv);
 int ag_cli_teach(int argc, char **argv);
 int ag_cli_serve(int argc, char **argv);
 int ag_cli_crafter(int, char **);
+int ag_cli_sml(int argc, char **argv);
+int ag_cli_sml_train(int argc, char **argv); /* `agora sml train`: argv[0] is "train" */
 int ag_cli_shaping(int, char **);
 
 #endif

@@ -14,6 +14,7 @@ static const ag_cli_area areas[] = {
     {"tasks", "verifiable tasks: list, generate, load, verify, check data sets", ag_cli_tasks},
     {"teach", "teacher-student dialogues: eval a student with a teacher", ag_cli_teach},
     {"crafter", "the Crafter game: replay (play, eval, render, bench to come)", ag_cli_crafter},
+    {"sml", "social meta-learning: pretrain, train, experiments", ag_cli_sml},
     {"shape", "n-player games: exact values, naive learners and LOLA", ag_cli_shaping},
 };
 

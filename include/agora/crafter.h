@@ -152,6 +152,32 @@ void ag_crafter_observe_semantic(const ag_crafter_env *env, uint8_t *view, int32
  * (a temporary file renamed into place). */
 ag_status ag_crafter_write_png(const char *path, const uint8_t *rgb, int width, int height);
 
+/* ---- the score --------------------------------------------------------- */
+
+/* Episodes tallied for the score: how many, in how many each achievement
+ * was unlocked (its count >= 1 at the episode's end), and their lengths and
+ * returns. Zero-initialise, then ag_crafter_tally_add once per episode. */
+typedef struct ag_crafter_tally {
+  int64_t episodes;
+  int64_t unlocked[AG_CRAFTER_ACHIEVEMENT_COUNT];
+  int64_t steps;       /* summed episode lengths */
+  double total_return; /* summed episode returns */
+} ag_crafter_tally;
+
+/* Adds one finished episode: its final info's achievement counts, its
+ * length in steps and its return (summed rewards). */
+void ag_crafter_tally_add(ag_crafter_tally *tally,
+                          const int32_t achievements[AG_CRAFTER_ACHIEVEMENT_COUNT], int64_t length,
+                          double episode_return);
+/* Success rate of each achievement in percent (0..100): 100 * unlocked /
+ * episodes, all 0 when no episode was tallied. */
+void ag_crafter_success_rates(const ag_crafter_tally *tally,
+                              double percent[AG_CRAFTER_ACHIEVEMENT_COUNT]);
+/* The Crafter score from success rates in percent: exp(mean_i ln(1 + s_i))
+ * - 1 (the paper's geometric mean, offset by 1), in percent too: 0 when
+ * nothing was ever unlocked, 100 when everything always was. */
+double ag_crafter_score(const double percent[AG_CRAFTER_ACHIEVEMENT_COUNT]);
+
 /* ---- parity with the original -------------------------------------------- */
 
 /* Replays a canonical golden file (../shared/data/crafter/golden format: a

@@ -1,4 +1,4 @@
-/* `agora crafter replay|render`: the Crafter game (issue 6). Flag parsing and
+/* `agora crafter replay|render|eval|bench`: the Crafter game (issue 6). Flag parsing and
  * output only; the work is in libagora (agora/crafter.h). */
 #include "agora/crafter.h"
 
@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int cmd_replay(int argc, char **argv) {
   bool impose = false;
@@ -132,12 +133,231 @@ done:
   return rc;
 }
 
+static int cmd_eval(int argc, char **argv) {
+  const char *agent = "random";
+  int64_t episodes = 10, seed = 0;
+  bool json = false;
+  ag_flag flags[] = {
+      {.name = "agent",
+       .type = AG_FLAG_CHOICE,
+       .value = &agent,
+       .choices = "random",
+       .help = "the agent: random = uniform actions from numpy's RandomState(S + 12345), one "
+               "stream across episodes (episode 1 is then the golden random trajectory)"},
+      {.name = "episodes",
+       .type = AG_FLAG_INT64,
+       .value = &episodes,
+       .metavar = "N",
+       .min = 1,
+       .max = 1e7,
+       .help = "episodes to play (each to death or 10,000 steps)"},
+      {.name = "seed",
+       .type = AG_FLAG_INT64,
+       .value = &seed,
+       .metavar = "S",
+       .help = "the env's seed, as crafter.Env(seed=S); episode e has the original's world seed"},
+      {.name = "json",
+       .type = AG_FLAG_BOOL,
+       .value = &json,
+       .help = "print one JSON object (success_rates, score, mean_length, mean_return) instead "
+               "of the table"},
+  };
+  ag_command cmd = {
+      .name = "crafter eval",
+      .summary = "Plays N episodes of Crafter with an agent and prints the success rate of each "
+                 "achievement (percent of episodes that unlocked it) and the Crafter score, "
+                 "exp(mean ln(1 + s_i)) - 1 in percent.",
+      .flags = flags,
+      .flag_count = (int)(sizeof flags / sizeof *flags),
+  };
+  ag_args_result res = ag_args_parse(&cmd, argc, argv, NULL, 0, NULL);
+  if (res == AG_ARGS_HELP) return 0;
+  if (res != AG_ARGS_OK) return 2;
+  ag_crafter_env *env = NULL;
+  if (ag_crafter_create(seed, &env)) return ag_cli_error("%s", ag_error_message());
+  ag_crafter_rng r;
+  ag_crafter_rng_seed(&r, (uint32_t)((uint64_t)seed + 12345u));
+  ag_crafter_tally tally = {0};
+  for (int64_t e = 0; e < episodes; e++) {
+    if (ag_crafter_reset(env)) {
+      ag_crafter_destroy(env);
+      return ag_cli_error("%s", ag_error_message());
+    }
+    bool done = false;
+    double ret = 0, reward = 0;
+    ag_crafter_info info;
+    ag_crafter_get_info(env, &info);
+    while (!done) {
+      int action = (int)ag_crafter_rng_randint(&r, 0, AG_CRAFTER_ACTION_COUNT);
+      if (ag_crafter_step(env, action, &reward, &done, &info)) {
+        ag_crafter_destroy(env);
+        return ag_cli_error("%s", ag_error_message());
+      }
+      ret += reward;
+    }
+    ag_crafter_tally_add(&tally, info.achievements, info.step, ret);
+  }
+  ag_crafter_destroy(env);
+  double rates[AG_CRAFTER_ACHIEVEMENT_COUNT];
+  ag_crafter_success_rates(&tally, rates);
+  double score = ag_crafter_score(rates);
+  double mean_length = (double)tally.steps / (double)tally.episodes;
+  double mean_return = tally.total_return / (double)tally.episodes;
+  if (json) {
+    printf("{\"agent\": \"%s\", \"episodes\": %lld, \"seed\": %lld, \"success_rates\": {", agent,
+           (long long)episodes, (long long)seed);
+    for (int a = 0; a < AG_CRAFTER_ACHIEVEMENT_COUNT; a++)
+      printf("%s\"%s\": %.17g", a ? ", " : "", ag_crafter_achievement_name(a), rates[a]);
+    printf("}, \"score\": %.17g, \"mean_length\": %.17g, \"mean_return\": %.17g}\n", score,
+           mean_length, mean_return);
+    return 0;
+  }
+  printf("crafter eval: %s agent, %lld episodes, seed %lld\n", agent, (long long)episodes,
+         (long long)seed);
+  for (int a = 0; a < AG_CRAFTER_ACHIEVEMENT_COUNT; a++)
+    printf("  %-22s %6.2f %%\n", ag_crafter_achievement_name(a), rates[a]);
+  printf("score        %.2f %%\nmean length  %.1f\nmean return  %.3f\n", score, mean_length,
+         mean_return);
+  return 0;
+}
+
+/* Single-thread speed of one observation kind: random actions (drawn
+ * outside the timed part), each step plus its observation timed alone and
+ * binned by the step's phase in the 300-step day/night cycle, so the figure
+ * averages whole cycles even though random episodes end early; resets are
+ * timed apart. */
+#define BENCH_BINS 30 /* 10 steps of the cycle each */
+
+typedef struct bench_result {
+  double steps_per_s; /* 1 / (mean over bins of the bin's mean step time) */
+  double reset_s;     /* mean reset time */
+  int64_t steps, resets;
+  int empty_bins; /* bins no step reached (then the mean is over the rest) */
+} bench_result;
+
+static ag_status bench_run(bool pixels, double seconds, const ag_crafter_textures *tex,
+                           bench_result *out) {
+  memset(out, 0, sizeof *out);
+  ag_crafter_env *env = NULL;
+  ag_status st = ag_crafter_create(0, &env);
+  if (st) return st;
+  ag_crafter_rng r;
+  ag_crafter_rng_seed(&r, 12345u);
+  static uint8_t rgb[AG_CRAFTER_OBS_BYTES];
+  uint8_t view[AG_CRAFTER_VIEW_W * AG_CRAFTER_VIEW_H];
+  int32_t inv[AG_CRAFTER_ITEM_COUNT];
+  double bin_t[BENCH_BINS] = {0}, reset_t = 0;
+  int64_t bin_n[BENCH_BINS] = {0};
+  double start = ag_time_seconds();
+  bool done = true;
+  while (ag_time_seconds() - start < seconds) {
+    if (done) {
+      double t0 = ag_time_seconds();
+      st = ag_crafter_reset(env);
+      reset_t += ag_time_seconds() - t0;
+      out->resets++;
+      if (st) break;
+      done = false;
+    }
+    int action = (int)ag_crafter_rng_randint(&r, 0, AG_CRAFTER_ACTION_COUNT);
+    int bin = (int)(env->step % 300) / (300 / BENCH_BINS);
+    double t0 = ag_time_seconds();
+    st = ag_crafter_step(env, action, NULL, &done, NULL);
+    if (!st) {
+      if (pixels)
+        st = ag_crafter_observe_pixels(env, tex, rgb);
+      else
+        ag_crafter_observe_semantic(env, view, inv);
+    }
+    bin_t[bin] += ag_time_seconds() - t0;
+    bin_n[bin]++;
+    out->steps++;
+    if (st) break;
+  }
+  ag_crafter_destroy(env);
+  if (st) return st;
+  double mean = 0;
+  int used = 0;
+  for (int b = 0; b < BENCH_BINS; b++)
+    if (bin_n[b]) {
+      mean += bin_t[b] / (double)bin_n[b];
+      used++;
+    }
+  out->empty_bins = BENCH_BINS - used;
+  out->steps_per_s = used && mean > 0 ? used / mean : 0;
+  out->reset_s = out->resets ? reset_t / (double)out->resets : 0;
+  return AG_OK;
+}
+
+static int cmd_bench(int argc, char **argv) {
+  double seconds = 4;
+  bool json = false;
+  const char *assets = NULL;
+  ag_flag flags[] = {
+      {.name = "seconds",
+       .type = AG_FLAG_FLOAT,
+       .value = &seconds,
+       .metavar = "T",
+       .min = 0.01,
+       .max = 3600,
+       .help = "time per measurement (pixels, then semantic)"},
+      {.name = "json", .type = AG_FLAG_BOOL, .value = &json, .help = "print one JSON object"},
+      {.name = "assets",
+       .type = AG_FLAG_STRING,
+       .value = &assets,
+       .metavar = "DIR",
+       .help = "the textures (default: $AG_CRAFTER_ASSETS or ../shared/data/crafter/assets)"},
+  };
+  ag_command cmd = {
+      .name = "crafter bench",
+      .summary = "Single-thread steps per second of Crafter with random actions, averaged over "
+                 "the phases of the day/night cycle: exact mode observing pixels every step, and "
+                 "semantic observations (exact mode too: fast mode does not exist yet). Resets "
+                 "are timed apart.",
+      .flags = flags,
+      .flag_count = (int)(sizeof flags / sizeof *flags),
+  };
+  ag_args_result res = ag_args_parse(&cmd, argc, argv, NULL, 0, NULL);
+  if (res == AG_ARGS_HELP) return 0;
+  if (res != AG_ARGS_OK) return 2;
+  ag_crafter_textures *tex = NULL;
+  if (ag_crafter_textures_load(assets, &tex)) return ag_cli_error("%s", ag_error_message());
+  bench_result px, sem;
+  ag_status st = bench_run(true, seconds, tex, &px);
+  if (!st) st = bench_run(false, seconds, tex, &sem);
+  ag_crafter_textures_free(tex);
+  if (st) return ag_cli_error("%s", ag_error_message());
+  double reset_ms =
+      1e3 * (px.reset_s * px.resets + sem.reset_s * sem.resets) / (double)(px.resets + sem.resets);
+  if (json) {
+    printf("{\"pixel_steps_per_s\": %.1f, \"semantic_steps_per_s\": %.1f, \"semantic_mode\": "
+           "\"exact\", \"reset_ms\": %.4f, \"pixel_steps\": %lld, \"semantic_steps\": %lld, "
+           "\"resets\": %lld, \"threads\": 1}\n",
+           px.steps_per_s, sem.steps_per_s, reset_ms, (long long)px.steps, (long long)sem.steps,
+           (long long)(px.resets + sem.resets));
+    return 0;
+  }
+  printf("exact mode, pixels:   %12.0f steps/s (%lld steps)\n", px.steps_per_s,
+         (long long)px.steps);
+  printf("exact mode, semantic: %12.0f steps/s (%lld steps)\n", sem.steps_per_s,
+         (long long)sem.steps);
+  printf("reset:                %12.3f ms (%lld resets)\n", reset_ms,
+         (long long)(px.resets + sem.resets));
+  if (px.empty_bins || sem.empty_bins)
+    printf("note: %d / %d cycle bins never reached (averaged over the rest)\n",
+           px.empty_bins > sem.empty_bins ? px.empty_bins : sem.empty_bins, BENCH_BINS);
+  return 0;
+}
+
 int ag_cli_crafter(int argc, char **argv) {
   static const ag_cli_verb verbs[] = {
       {"replay", "replay a golden file from the original and compare every recorded field",
        cmd_replay},
       {"render", "write the pixel frame of a game (after reset or N random steps) as PNG",
        cmd_render},
+      {"eval", "play N episodes with an agent; success rate per achievement and the score",
+       cmd_eval},
+      {"bench", "single-thread steps per second (pixels and semantic) and reset time", cmd_bench},
   };
   static const ag_cli_area_help area = {
       "crafter", "The Crafter game, a C port faithful to the original (see docs/crafter.md).",

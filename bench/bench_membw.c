@@ -62,7 +62,8 @@ int main(int argc, char **argv) {
   ag_threads_init();
   int threads = ag_threads_get();
   int64_t n = (int64_t)mib * 1024 * 1024 / 4;
-  float *a = ag_alloc_large(sizeof(float) * (size_t)n), *b = ag_alloc_large(sizeof(float) * (size_t)n),
+  float *a = ag_alloc_large(sizeof(float) * (size_t)n),
+        *b = ag_alloc_large(sizeof(float) * (size_t)n),
         *c = ag_alloc_large(sizeof(float) * (size_t)n);
   if (!a || !b || !c) {
     fprintf(stderr, "bench_membw: cannot allocate 3 x %d MiB\n", mib);

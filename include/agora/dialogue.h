@@ -62,14 +62,14 @@ ag_status ag_teacher_feedback(const ag_task *task, const ag_verdict *verdict,
 /* ---- one dialogue ----------------------------------------------------------------- */
 
 typedef struct ag_turn_record {
-  bool attempt;   /* the student turn had an "Answer:" line */
-  bool correct;   /* the attempt verified */
-  bool premature; /* an attempt made while a required shard was hidden */
+  bool attempt;        /* the student turn had an "Answer:" line */
+  bool correct;        /* the attempt verified */
+  bool premature;      /* an attempt made while a required shard was hidden */
   json_t *diagnostics; /* the verdict's, for attempts (owned); NULL otherwise */
 } ag_turn_record;
 
 typedef struct ag_dialogue {
-  ag_task task;  /* owned copy */
+  ag_task task; /* owned copy */
   bool sharded;
   ag_chat_message *messages; /* system, then teacher/student turns; strings owned */
   int message_count;
@@ -96,9 +96,9 @@ int ag_shard_pick(const ag_task *task, const bool *revealed, const char *student
 /* ---- metrics ---------------------------------------------------------------------- */
 
 typedef struct ag_teach_metrics {
-  int64_t n;             /* dialogues */
-  int turns;             /* K */
-  double *acc_at;        /* [K]: share solved within k student turns (malloc'd) */
+  int64_t n;                    /* dialogues */
+  int turns;                    /* K */
+  double *acc_at;               /* [K]: share solved within k student turns (malloc'd) */
   double mean_turns_to_solve;   /* over solved dialogues (0 when none) */
   double premature_answer_rate; /* premature attempts / attempts (sharded) */
   double question_rate;         /* non-attempt student turns / student turns */
@@ -118,9 +118,9 @@ typedef struct ag_teach_options {
   ag_chat_model *student;
   ag_teacher_options teacher;
   ag_chat_params student_params;
-  const char *system_prompt;  /* NULL: the default protocol explanation */
-  int turns;                  /* K student turns at most (default 4) */
-  bool sharded;               /* render tasks sharded */
+  const char *system_prompt; /* NULL: the default protocol explanation */
+  int turns;                 /* K student turns at most (default 4) */
+  bool sharded;              /* render tasks sharded */
   /* Where transcripts.jsonl and metrics.json go (created). With resume,
    * dialogues already in transcripts.jsonl are kept and skipped (a partial
    * last line from a killed run is dropped). */

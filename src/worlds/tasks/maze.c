@@ -520,28 +520,6 @@ static const char *const correct_phrasings[] = {
 };
 #define COUNT_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
-/* Appends tmpl with "{i}" replaced by args[i]. */
-static void fill_template(ag_strbuf *b, const char *tmpl, const char *const *args, int nargs) {
-  const char *p = tmpl;
-  while (*p) {
-    if (p[0] == '{' && p[1] >= '0' && p[1] <= '9' && p[2] == '}' && p[1] - '0' < nargs) {
-      ag_strbuf_printf(b, "%s", args[p[1] - '0']);
-      p += 3;
-      continue;
-    }
-    const char *q = p + 1;
-    while (*q && *q != '{') q++;
-    ag_strbuf_append(b, p, (size_t)(q - p));
-    p = q;
-  }
-}
-
-static void pick_fill(ag_strbuf *b, const char *const *set, int n, ag_phrasing_set which,
-                      ag_rng *rng, const char *const *args, int nargs) {
-  if (b->size > 0) ag_strbuf_append(b, " ", 1);
-  fill_template(b, ag_pick_phrasing(set, n, which, rng), args, nargs);
-}
-
 static int64_t diag_int(const json_t *diag, const char *key) {
   return json_integer_value(json_object_get(diag, key));
 }
@@ -573,11 +551,11 @@ static ag_status maze_feedback(const ag_task *task, const ag_verdict *verdict,
   ag_strbuf b = {0};
   char a0[48], a1[48], a2[48], a3[48];
   if (strcmp(kind, "correct") == 0) {
-    pick_fill(&b, correct_phrasings, COUNT_OF(correct_phrasings), set, rng, NULL, 0);
+    ag_pick_fill(&b, correct_phrasings, COUNT_OF(correct_phrasings), set, rng, NULL, 0);
   } else if (strcmp(kind, "unparsed") == 0) {
-    pick_fill(&b, unparsed_phrasings, COUNT_OF(unparsed_phrasings), set, rng, NULL, 0);
+    ag_pick_fill(&b, unparsed_phrasings, COUNT_OF(unparsed_phrasings), set, rng, NULL, 0);
   } else if (level == AG_FEEDBACK_BINARY) {
-    pick_fill(&b, binary_phrasings, COUNT_OF(binary_phrasings), set, rng, NULL, 0);
+    ag_pick_fill(&b, binary_phrasings, COUNT_OF(binary_phrasings), set, rng, NULL, 0);
   } else if (strcmp(kind, "illegal_move") == 0) {
     const char *reason = json_string_value(json_object_get(diag, "reason"));
     bool edge = reason && strcmp(reason, "edge") == 0;
@@ -585,12 +563,12 @@ static ag_status maze_feedback(const ag_task *task, const ag_verdict *verdict,
     if (level == AG_FEEDBACK_DIRECTIONAL) {
       const char *args[2] = {edge ? "runs off the edge of the maze" : "runs into a wall", a1};
       if (diag_int(diag, "distance") == 0) {
-        pick_fill(&b, passed_goal_phrasings, COUNT_OF(passed_goal_phrasings), set, rng, NULL, 0);
-        pick_fill(&b, illegal_after_goal, COUNT_OF(illegal_after_goal), set, rng, args, 1);
+        ag_pick_fill(&b, passed_goal_phrasings, COUNT_OF(passed_goal_phrasings), set, rng, NULL, 0);
+        ag_pick_fill(&b, illegal_after_goal, COUNT_OF(illegal_after_goal), set, rng, args, 1);
       } else {
         describe_where(a1, sizeof a1, (int)(diag_int(diag, "goal_row") - row),
                        (int)(diag_int(diag, "goal_col") - col));
-        pick_fill(&b, illegal_directional, COUNT_OF(illegal_directional), set, rng, args, 2);
+        ag_pick_fill(&b, illegal_directional, COUNT_OF(illegal_directional), set, rng, args, 2);
       }
     } else {
       const char *move = json_string_value(json_object_get(diag, "move"));
@@ -599,32 +577,32 @@ static ag_status maze_feedback(const ag_task *task, const ag_verdict *verdict,
       snprintf(a3, sizeof a3, "%lld", (long long)col);
       const char *args[5] = {a0, move ? move : "?", a2, a3,
                              edge ? "the edge of the maze" : "a wall"};
-      pick_fill(&b, illegal_localised, COUNT_OF(illegal_localised), set, rng, args, 5);
+      ag_pick_fill(&b, illegal_localised, COUNT_OF(illegal_localised), set, rng, args, 5);
     }
   } else if (strcmp(kind, "ended_elsewhere") == 0) {
     int64_t row = diag_int(diag, "row"), col = diag_int(diag, "col");
     int64_t first_away = diag_int(diag, "first_away");
     if (json_is_true(json_object_get(diag, "passed_goal")))
-      pick_fill(&b, passed_goal_phrasings, COUNT_OF(passed_goal_phrasings), set, rng, NULL, 0);
+      ag_pick_fill(&b, passed_goal_phrasings, COUNT_OF(passed_goal_phrasings), set, rng, NULL, 0);
     count_moves(a0, sizeof a0, diag_int(diag, "distance"));
     if (level == AG_FEEDBACK_DIRECTIONAL) {
       describe_where(a1, sizeof a1, (int)(diag_int(diag, "goal_row") - row),
                      (int)(diag_int(diag, "goal_col") - col));
       const char *args[2] = {a0, a1};
-      pick_fill(&b, ended_directional, COUNT_OF(ended_directional), set, rng, args, 2);
+      ag_pick_fill(&b, ended_directional, COUNT_OF(ended_directional), set, rng, args, 2);
     } else if (first_away > 0) {
       const char *move = json_string_value(json_object_get(diag, "away_move"));
       snprintf(a1, sizeof a1, "%lld", (long long)first_away);
       const char *args[2] = {a1, move ? move : "?"};
-      pick_fill(&b, away_localised, COUNT_OF(away_localised), set, rng, args, 2);
+      ag_pick_fill(&b, away_localised, COUNT_OF(away_localised), set, rng, args, 2);
     } else {
       snprintf(a1, sizeof a1, "%lld", (long long)row);
       snprintf(a2, sizeof a2, "%lld", (long long)col);
       const char *args[3] = {a1, a2, a0};
-      pick_fill(&b, short_localised, COUNT_OF(short_localised), set, rng, args, 3);
+      ag_pick_fill(&b, short_localised, COUNT_OF(short_localised), set, rng, args, 3);
     }
   } else {
-    pick_fill(&b, binary_phrasings, COUNT_OF(binary_phrasings), set, rng, NULL, 0);
+    ag_pick_fill(&b, binary_phrasings, COUNT_OF(binary_phrasings), set, rng, NULL, 0);
   }
   *out = ag_strbuf_take(&b);
   return *out ? AG_OK : ag_error_set(AG_ERR_NOMEM, "maze: out of memory");

@@ -33,28 +33,6 @@ static bool word_in(const char *w, size_t n, const char *const *list, int count)
   return false;
 }
 
-/* Appends tmpl with "{i}" replaced by args[i]. */
-static void fill_template(ag_strbuf *b, const char *tmpl, const char *const *args, int nargs) {
-  const char *p = tmpl;
-  while (*p) {
-    if (p[0] == '{' && p[1] >= '0' && p[1] <= '9' && p[2] == '}' && p[1] - '0' < nargs) {
-      ag_strbuf_printf(b, "%s", args[p[1] - '0']);
-      p += 3;
-      continue;
-    }
-    const char *q = p + 1;
-    while (*q && *q != '{') q++;
-    ag_strbuf_append(b, p, (size_t)(q - p));
-    p = q;
-  }
-}
-
-static void pick_fill(ag_strbuf *b, const char *const *set, int n, ag_phrasing_set which,
-                      ag_rng *rng, const char *const *args, int nargs) {
-  if (b->size > 0) ag_strbuf_append(b, " ", 1);
-  fill_template(b, ag_pick_phrasing(set, n, which, rng), args, nargs);
-}
-
 static bool put(ag_verdict *v, const char *key, json_t *value) {
   return json_object_set_new(v->diagnostics, key, value) == 0;
 }
@@ -611,24 +589,24 @@ static ag_status kk_feedback(const json_t *diag, ag_feedback_level level, ag_phr
                              ag_rng *rng, ag_strbuf *b) {
   const char *kind = json_string_value(json_object_get(diag, "kind"));
   if (strcmp(kind, "unparsed") == 0) {
-    pick_fill(b, kk_unparsed, COUNT_OF(kk_unparsed), set, rng, NULL, 0);
+    ag_pick_fill(b, kk_unparsed, COUNT_OF(kk_unparsed), set, rng, NULL, 0);
   } else if (level == AG_FEEDBACK_BINARY || strcmp(kind, "wrong_roles") != 0) {
-    pick_fill(b, binary_phrasings, COUNT_OF(binary_phrasings), set, rng, NULL, 0);
+    ag_pick_fill(b, binary_phrasings, COUNT_OF(binary_phrasings), set, rng, NULL, 0);
   } else if (level == AG_FEEDBACK_DIRECTIONAL) {
     json_int_t people = json_integer_value(json_object_get(diag, "people"));
     json_int_t wrong = json_integer_value(json_object_get(diag, "wrong"));
     if (people <= 2)
-      pick_fill(b, kk_some_wrong, COUNT_OF(kk_some_wrong), set, rng, NULL, 0);
+      ag_pick_fill(b, kk_some_wrong, COUNT_OF(kk_some_wrong), set, rng, NULL, 0);
     else if (wrong == 1)
-      pick_fill(b, kk_one_wrong, COUNT_OF(kk_one_wrong), set, rng, NULL, 0);
+      ag_pick_fill(b, kk_one_wrong, COUNT_OF(kk_one_wrong), set, rng, NULL, 0);
     else
-      pick_fill(b, kk_more_wrong, COUNT_OF(kk_more_wrong), set, rng, NULL, 0);
-    pick_fill(b, kk_check_hint, COUNT_OF(kk_check_hint), set, rng, NULL, 0);
+      ag_pick_fill(b, kk_more_wrong, COUNT_OF(kk_more_wrong), set, rng, NULL, 0);
+    ag_pick_fill(b, kk_check_hint, COUNT_OF(kk_check_hint), set, rng, NULL, 0);
   } else {
     const char *speaker = json_string_value(json_object_get(diag, "contradicted"));
     bool truth = json_is_true(json_object_get(diag, "statement_true"));
     const char *args[2] = {speaker ? speaker : "someone", truth ? "true" : "false"};
-    pick_fill(b, kk_contradiction, COUNT_OF(kk_contradiction), set, rng, args, 2);
+    ag_pick_fill(b, kk_contradiction, COUNT_OF(kk_contradiction), set, rng, args, 2);
   }
   return AG_OK;
 }
@@ -1332,26 +1310,26 @@ static ag_status cd_feedback(const json_t *diag, ag_feedback_level level, ag_phr
     snprintf(a1, sizeof a1, "%lld",
              (long long)json_integer_value(json_object_get(diag, "position")));
     const char *args[2] = {a0, a1};
-    pick_fill(b, cd_syntax, COUNT_OF(cd_syntax), set, rng, args, 2);
+    ag_pick_fill(b, cd_syntax, COUNT_OF(cd_syntax), set, rng, args, 2);
   } else if (level == AG_FEEDBACK_BINARY) {
-    pick_fill(b, binary_phrasings, COUNT_OF(binary_phrasings), set, rng, NULL, 0);
+    ag_pick_fill(b, binary_phrasings, COUNT_OF(binary_phrasings), set, rng, NULL, 0);
   } else if (strcmp(kind, "division_by_zero") == 0) {
-    pick_fill(b, cd_division_by_zero, COUNT_OF(cd_division_by_zero), set, rng, NULL, 0);
+    ag_pick_fill(b, cd_division_by_zero, COUNT_OF(cd_division_by_zero), set, rng, NULL, 0);
   } else if (strcmp(kind, "numbers_mismatch") == 0) {
     const json_t *missing = json_object_get(diag, "missing"),
                  *extra = json_object_get(diag, "extra");
     if (level == AG_FEEDBACK_DIRECTIONAL) {
-      pick_fill(b, cd_numbers_directional, COUNT_OF(cd_numbers_directional), set, rng, NULL, 0);
+      ag_pick_fill(b, cd_numbers_directional, COUNT_OF(cd_numbers_directional), set, rng, NULL, 0);
     } else {
       if (json_array_size(missing)) {
         cd_join_numbers(missing, a0, sizeof a0);
         const char *args[1] = {a0};
-        pick_fill(b, cd_missing_localised, COUNT_OF(cd_missing_localised), set, rng, args, 1);
+        ag_pick_fill(b, cd_missing_localised, COUNT_OF(cd_missing_localised), set, rng, args, 1);
       }
       if (json_array_size(extra)) {
         cd_join_numbers(extra, a0, sizeof a0);
         const char *args[1] = {a0};
-        pick_fill(b, cd_extra_localised, COUNT_OF(cd_extra_localised), set, rng, args, 1);
+        ag_pick_fill(b, cd_extra_localised, COUNT_OF(cd_extra_localised), set, rng, args, 1);
       }
     }
   } else if (strcmp(kind, "wrong_value") == 0 && json_object_get(diag, "value")) {
@@ -1360,7 +1338,7 @@ static ag_status cd_feedback(const json_t *diag, ag_feedback_level level, ag_phr
       const char *off = json_string_value(json_object_get(diag, "off_by"));
       const char *dir = json_string_value(json_object_get(diag, "direction"));
       const char *args[3] = {value, off ? off : "something", dir ? dir : "far"};
-      pick_fill(b, cd_value_directional, COUNT_OF(cd_value_directional), set, rng, args, 3);
+      ag_pick_fill(b, cd_value_directional, COUNT_OF(cd_value_directional), set, rng, args, 3);
     } else {
       snprintf(a1, sizeof a1, "%lld",
                (long long)json_integer_value(json_object_get(diag, "target")));
@@ -1368,10 +1346,10 @@ static ag_status cd_feedback(const json_t *diag, ag_feedback_level level, ag_phr
       snprintf(a3, sizeof a3, "%s", json_string_value(json_object_get(diag, "last_op")));
       snprintf(a4, sizeof a4, "%s", json_string_value(json_object_get(diag, "last_right")));
       const char *args[5] = {value, a1, a2, a3, a4};
-      pick_fill(b, cd_value_localised, COUNT_OF(cd_value_localised), set, rng, args, 5);
+      ag_pick_fill(b, cd_value_localised, COUNT_OF(cd_value_localised), set, rng, args, 5);
     }
   } else {
-    pick_fill(b, binary_phrasings, COUNT_OF(binary_phrasings), set, rng, NULL, 0);
+    ag_pick_fill(b, binary_phrasings, COUNT_OF(binary_phrasings), set, rng, NULL, 0);
   }
   return AG_OK;
 }
@@ -1532,7 +1510,7 @@ static ag_status puzzle_feedback(const ag_task *t, const ag_verdict *verdict,
     return ag_error_set(AG_ERR_INVALID, "puzzle task %s: the verdict has no diagnostics", t->id);
   ag_strbuf b = {0};
   if (strcmp(kind, "correct") == 0)
-    pick_fill(&b, correct_phrasings, COUNT_OF(correct_phrasings), set, rng, NULL, 0);
+    ag_pick_fill(&b, correct_phrasings, COUNT_OF(correct_phrasings), set, rng, NULL, 0);
   else
     st = is_knights(t) ? kk_feedback(diag, level, set, rng, &b)
                        : cd_feedback(diag, level, set, rng, &b);

@@ -782,3 +782,24 @@ char *ag_first_line(const char *attempt) {
   line[n] = '\0';
   return line;
 }
+
+void ag_fill_template(ag_strbuf *b, const char *tmpl, const char *const *args, int nargs) {
+  const char *p = tmpl;
+  while (*p) {
+    if (p[0] == '{' && p[1] >= '0' && p[1] <= '9' && p[2] == '}' && p[1] - '0' < nargs) {
+      ag_strbuf_printf(b, "%s", args[p[1] - '0']);
+      p += 3;
+      continue;
+    }
+    const char *q = p + 1;
+    while (*q && *q != '{') q++;
+    ag_strbuf_append(b, p, (size_t)(q - p));
+    p = q;
+  }
+}
+
+void ag_pick_fill(ag_strbuf *b, const char *const *set, int n, ag_phrasing_set which, ag_rng *rng,
+                  const char *const *args, int nargs) {
+  if (b->size > 0) ag_strbuf_append(b, " ", 1);
+  ag_fill_template(b, ag_pick_phrasing(set, n, which, rng), args, nargs);
+}

@@ -58,6 +58,14 @@ void ag_strbuf_free(ag_strbuf *b);
  * training set and [n/2, n) the held-out set (n >= 2). */
 const char *ag_pick_phrasing(const char *const *phrasings, int n, ag_phrasing_set set, ag_rng *rng);
 
+/* Appends tmpl to b with each "{i}" (one digit, i < nargs) replaced by
+ * args[i]. */
+void ag_fill_template(ag_strbuf *b, const char *tmpl, const char *const *args, int nargs);
+/* Appends a phrasing drawn as ag_pick_phrasing does, filled as above, after
+ * a space when b is not empty. */
+void ag_pick_fill(ag_strbuf *b, const char *const *set, int n, ag_phrasing_set which, ag_rng *rng,
+                  const char *const *args, int nargs);
+
 /* The family's own random stream for task (seed, level, index). */
 void ag_task_rng(ag_rng *rng, const char *family, int level, uint64_t seed, int64_t index);
 

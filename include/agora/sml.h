@@ -14,7 +14,7 @@
  *   if (ag_sml_pretrain(&o, &r) == AG_OK) printf("%.3f\n", r.acc_at_1[0]);
  *
  * Seeds. Evaluation tasks are task numbers 0.. of the stream (family,
- * default level, AG_SML_EVAL_SEED); training tasks come from other seeds
+ * the run's level, AG_SML_EVAL_SEED); training tasks come from other seeds
  * (derived from the run's seed), and a training task whose problem text
  * equals one of the first AG_SML_EVAL_RESERVE evaluation problems of its
  * family and level is left out, so no evaluation problem is ever trained on. */
@@ -31,6 +31,10 @@ extern "C" {
 #define AG_SML_MAX_FAMILIES 8
 #define AG_SML_EVAL_SEED    1000u
 #define AG_SML_EVAL_RESERVE 1000
+/* The level `sml pretrain` trains and evaluates the base student at unless
+ * told (docs/sml.md): level 1, the easiest of every family, because a
+ * 1M-parameter student scored at chance at the families' default level 2. */
+#define AG_SML_BASE_LEVEL 1
 
 /* The system message of every dialogue: the dialogue runner's default
  * protocol explanation, so that training data and `agora teach eval` show
@@ -87,6 +91,9 @@ typedef struct ag_sml_data_options {
    * its cost (about 80 tokens a record). */
   double system_fraction;
   uint64_t seed;
+  /* The level of the records (and of the reserved evaluation problems);
+   * 0: each family's default level. Above a family's max_level: an error. */
+  int level;
 } ag_sml_data_options;
 
 /* dialogue_fraction 0.2, easier_fraction 0.25, system_fraction 0.25, the
@@ -121,15 +128,19 @@ ag_lm_data_options ag_sml_lm_data_options(int64_t seq_len);
 /* The n held-out tasks of a family at its default level (seed
  * AG_SML_EVAL_SEED, numbers 0..n-1). *tasks malloc'd; clear each. */
 ag_status ag_sml_eval_tasks(const ag_task_family *family, int64_t n, ag_task **tasks);
+/* The same at a given level (0: the default level; outside 1..max_level an
+ * error). */
+ag_status ag_sml_eval_tasks_at(const ag_task_family *family, int level, int64_t n, ag_task **tasks);
 
-/* acc@1 of a student on each family's held-out tasks: single-turn
+/* acc@1 of a student on each family's held-out tasks at level (0: each
+ * family's default level): single-turn
  * dialogues through ag_teach_eval (the programmatic teacher with held-out
  * phrasings, greedy replies of at most max_tokens tokens), written under
  * out_dir/<family>/ (transcripts.jsonl, metrics.json; resume continues
  * them). acc[i] receives family i's acc@1. */
 ag_status ag_sml_eval_acc1(ag_chat_model *student, const ag_task_family *const *families,
-                           int family_count, int64_t tasks_per_family, int64_t max_tokens,
-                           const char *out_dir, bool resume, double *acc);
+                           int family_count, int level, int64_t tasks_per_family,
+                           int64_t max_tokens, const char *out_dir, bool resume, double *acc);
 
 /* ---- pretraining -------------------------------------------------------------------- */
 
@@ -147,6 +158,10 @@ typedef struct ag_sml_pretrain_options {
   double dialogue_fraction; /* < 0: the data default */
   double easier_fraction;   /* < 0: the data default */
   uint64_t seed;
+  /* The level of the training records and of the evaluation (0:
+   * AG_SML_BASE_LEVEL); above a family's max_level an error before any work.
+   * The easier records (easier_fraction) come from one level below it. */
+  int level;
   bool resume; /* continue a run in out_dir (its saved settings win) */
   bool skip_eval;
   bool progress; /* progress lines on a terminal */
@@ -159,6 +174,7 @@ typedef struct ag_sml_pretrain_result {
   char families[AG_SML_MAX_FAMILIES][16];
   double acc_at_1[AG_SML_MAX_FAMILIES]; /* NAN when not evaluated */
   int64_t eval_tasks;                   /* per family */
+  int level;                            /* of the evaluation and most records */
   int64_t params, steps, records, windows, train_tokens;
   double first_loss, train_loss, eval_loss; /* first_loss: the first update's */
   double seconds, train_seconds, eval_seconds;

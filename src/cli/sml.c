@@ -18,8 +18,8 @@ static const char PRETRAIN_EPILOG[] =
     "Builds chat data from the task families (single-turn: problem, then the worked\n"
     "solution; and dialogue-format: a wrong attempt, the teacher's feedback, then the\n"
     "solution), trains a byte-level BPE tokenizer and a small Llama-style model on the\n"
-    "student's turns, and measures acc@1 per family on held-out tasks at each family's\n"
-    "default level (the programmatic teacher with held-out phrasings; greedy replies).\n\n"
+    "student's turns, and measures acc@1 per family on held-out tasks at --level (1, the\n"
+    "easiest, unless told; the programmatic teacher with held-out phrasings; greedy).\n\n"
     "Sizes: tiny (tests, seconds), small (the default, minutes on 2 cores), base (bigger\n"
     "machines). --steps, --examples and --eval-tasks override the size's values;\n"
     "--minutes times a few updates and trains for that long instead of --steps.\n\n"
@@ -34,7 +34,7 @@ static void print_text(const ag_sml_pretrain_result *r, const char *out) {
   printf("sml pretrain: %s, size %s, %lld parameters, %lld steps (loss %.4f -> %.4f, eval %.4f)\n",
          out, r->size.name, (long long)r->params, (long long)r->steps, r->first_loss, r->train_loss,
          r->eval_loss);
-  printf("%-10s %8s %7s\n", "family", "acc@1", "tasks");
+  printf("%-10s %8s %7s (level %d)\n", "family", "acc@1", "tasks", r->level);
   for (int i = 0; i < r->family_count; i++) {
     if (isfinite(r->acc_at_1[i]))
       printf("%-10s %8.4f %7lld\n", r->families[i], r->acc_at_1[i], (long long)r->eval_tasks);
@@ -52,13 +52,14 @@ static int print_json(const ag_sml_pretrain_result *r, const char *out) {
   for (int i = 0; i < r->family_count; i++)
     json_object_set_new(acc, r->families[i], finite_or_null(r->acc_at_1[i]));
   json_t *o = json_pack(
-      "{s:o, s:I, s:s, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:f, s:f, s:f, s:b, s:s, s:i}",
-      "acc_at_1", acc, "eval_tasks", (json_int_t)r->eval_tasks, "size", r->size.name, "params",
-      (json_int_t)r->params, "steps", (json_int_t)r->steps, "records", (json_int_t)r->records,
-      "windows", (json_int_t)r->windows, "first_loss", finite_or_null(r->first_loss), "train_loss",
-      finite_or_null(r->train_loss), "eval_loss", finite_or_null(r->eval_loss), "seconds",
-      r->seconds, "train_seconds", r->train_seconds, "eval_seconds", r->eval_seconds, "resumed",
-      r->resumed, "out", out, "threads", ag_threads_get());
+      "{s:o, s:I, s:i, s:s, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:f, s:f, s:f, s:b, s:s, s:i}",
+      "acc_at_1", acc, "eval_tasks", (json_int_t)r->eval_tasks, "level", r->level, "size",
+      r->size.name, "params", (json_int_t)r->params, "steps", (json_int_t)r->steps, "records",
+      (json_int_t)r->records, "windows", (json_int_t)r->windows, "first_loss",
+      finite_or_null(r->first_loss), "train_loss", finite_or_null(r->train_loss), "eval_loss",
+      finite_or_null(r->eval_loss), "seconds", r->seconds, "train_seconds", r->train_seconds,
+      "eval_seconds", r->eval_seconds, "resumed", r->resumed, "out", out, "threads",
+      ag_threads_get());
   char *text =
       o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
   json_decref(o);
@@ -131,11 +132,19 @@ static int cmd_pretrain(int argc, char **argv) {
                          .min = 0,
                          .max = 1,
                          .default_text = "0.2"};
+  table[c++] = (ag_flag){.name = "level",
+                         .type = AG_FLAG_INT,
+                         .value = &o.level,
+                         .metavar = "N",
+                         .help = "task level of the evaluation and most records",
+                         .min = 1,
+                         .max = 9,
+                         .default_text = "1"};
   table[c++] = (ag_flag){.name = "easier-fraction",
                          .type = AG_FLAG_FLOAT,
                          .value = &o.easier_fraction,
                          .metavar = "F",
-                         .help = "share of records one level below the default",
+                         .help = "share of records one level below --level",
                          .min = 0,
                          .max = 1,
                          .default_text = "0.25"};
@@ -165,6 +174,10 @@ static int cmd_pretrain(int argc, char **argv) {
   int count = 0;
   if (ag_sml_parse_families(families, parsed, AG_SML_MAX_FAMILIES, &count))
     return ag_args_usage_error(&cmd, "--families: %s", ag_error_message());
+  for (int i = 0; i < count && o.level > 0; i++)
+    if (o.level > parsed[i]->max_level)
+      return ag_args_usage_error(&cmd, "--level %d: %s has levels 1..%d", o.level, parsed[i]->name,
+                                 parsed[i]->max_level);
   ag_args_apply_common(&common);
   o.families = families;
   o.seed = common.seed;

@@ -2,8 +2,9 @@
 # `agora sml pretrain`: a tiny run from nothing writes the data, the
 # tokenizer and a Hugging Face model folder with the plain chat template,
 # prints the acc@1 table (and the JSON line with --json), and --resume of the
-# finished run reports the same; an unknown family, --steps with --minutes
-# and an unknown size are clear errors before any work.
+# finished run reports the same; the evaluation is at level 1 unless told; an
+# unknown family, --steps with --minutes, an unknown size and a level above a
+# family's highest are clear errors before any work.
 # Usage: test_sml.sh path/to/agora   (run from the repository root)
 set -u
 AGORA=${1:?usage: test_sml.sh path/to/agora}
@@ -69,8 +70,8 @@ else
   fail "tokenizer_config.json has no plain chat template"
 fi
 check "evaluation dialogues are single-turn with held-out tasks" '
-len(lines) == 2 and all(r["meta"]["turns"] == 1 and r["meta"]["level"] == 2
-                        and r["meta"]["task_id"].startswith("arith/2/1000/") for r in map(json.loads, lines))' \
+len(lines) == 2 and all(r["meta"]["turns"] == 1 and r["meta"]["level"] == 1
+                        and r["meta"]["task_id"].startswith("arith/1/1000/") for r in map(json.loads, lines))' \
   "$TMP/run/eval/arith/transcripts.jsonl"
 status "the folder answers as a chat model (teach eval)" 0 teach eval --student "$TMP/run" --tasks arith \
   --n 2 --turns 1 --max-tokens 16 --out "$TMP/teach"
@@ -92,6 +93,10 @@ if [ ! -e "$TMP/unknown" ]; then pass "no work before the error"; else fail "the
 status "a data set family" 2 sml pretrain --size tiny --families gsm8k --out "$TMP/unknown"
 status "--steps with --minutes" 2 sml pretrain --size tiny --steps 3 --minutes 1 --out "$TMP/unknown"
 status "unknown size" 2 sml pretrain --size huge --out "$TMP/unknown"
+status "a level above a family's highest" 2 sml pretrain --size tiny --level 9 --out "$TMP/unknown"
+if grep -q "levels 1.." "$TMP/err"; then pass "the error gives the family's levels"; else
+  fail "--level 9: $(cat "$TMP/err")"
+fi
 status "no --out" 2 sml pretrain --size tiny
 status "help" 0 sml pretrain --help
 status "unknown verb" 2 sml frobnicate

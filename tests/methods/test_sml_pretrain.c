@@ -149,6 +149,48 @@ TEST(no_evaluation_problem_is_trained_on) {
   json_decref(records);
 }
 
+/* At a chosen level (the base student's level 1) every record is of that
+ * level (there is none below it for the easier share), the reserved
+ * evaluation problems are the ones of that level, and a level above a
+ * family's max_level is refused. */
+TEST(records_and_reserved_problems_follow_the_level) {
+  const ag_task_family *f = NULL;
+  CHECK_OK(ag_task_family_get("arith", &f));
+  int64_t n_eval = 200;
+  ag_task *eval = NULL;
+  CHECK_OK(ag_sml_eval_tasks_at(f, 1, n_eval, &eval));
+  ag_sml_data_options o = ag_sml_data_defaults();
+  CHECK_OK(ag_sml_parse_families("arith", o.families, AG_SML_MAX_FAMILIES, &o.family_count));
+  o.examples_per_family = 300;
+  o.dialogue_fraction = 0;
+  o.level = 1;
+  o.seed = 5;
+  json_t *records = NULL;
+  CHECK_OK(ag_sml_build_records(&o, &records));
+  int other_level = 0, clashes = 0;
+  for (size_t i = 0; records && eval && i < json_array_size(records); i++) {
+    const json_t *rec = json_array_get(records, i);
+    int level = (int)json_integer_value(json_object_get(json_object_get(rec, "meta"), "level"));
+    other_level += level != 1;
+    for (int64_t k = 0; k < n_eval; k++)
+      clashes += !strcmp(msg_field(rec, 0, "content"), eval[k].problem);
+  }
+  CHECK(records && json_array_size(records) == 300);
+  CHECK_MSG(other_level == 0, "%d records not at level 1", other_level);
+  CHECK_MSG(clashes == 0, "%d training problems are level-1 evaluation problems", clashes);
+  for (int64_t k = 0; eval && k < n_eval; k++) {
+    CHECK(eval[k].level == 1);
+    ag_task_clear(&eval[k]);
+  }
+  free(eval);
+  json_decref(records);
+  o.level = f->max_level + 1;
+  records = NULL;
+  CHECK(ag_sml_build_records(&o, &records) != AG_OK && records == NULL);
+  CHECK(ag_sml_eval_tasks_at(f, f->max_level + 1, 1, &eval) != AG_OK);
+  ag_error_clear();
+}
+
 /* A tokenizer for mask checks: trained on the records' text. */
 static ag_tokenizer *tokenizer_for(const json_t *records) {
   ag_tok_train_config c = ag_tok_train_defaults();
@@ -285,6 +327,10 @@ TEST(bad_options_fail_before_any_work) {
   o.steps = 3;
   o.minutes = 1;
   CHECK(ag_sml_pretrain(&o, &r) != AG_OK);
+  o.minutes = 0;
+  o.level = 99; /* above every family's max_level */
+  CHECK(ag_sml_pretrain(&o, &r) != AG_OK);
+  CHECK(strstr(ag_error_message(), "levels 1.."));
   struct stat s;
   CHECK(stat(dir, &s) != 0); /* nothing was created */
   ag_error_clear();
@@ -305,6 +351,7 @@ TEST(a_tiny_pretrain_learns_and_saves_a_chat_model) {
   CHECK_OK(ag_sml_pretrain(&o, &r));
   CHECK(r.family_count == 2 && !strcmp(r.families[1], "puzzle"));
   CHECK(r.steps == o.steps && r.params > 10000);
+  CHECK(r.level == AG_SML_BASE_LEVEL); /* the base student's level unless told */
   CHECK(r.acc_at_1[0] >= 0 && r.acc_at_1[0] <= 1 && r.acc_at_1[1] >= 0);
   /* Loss from about ln(vocab) down by a margin a broken mask or schedule misses. */
   CHECK_MSG(r.first_loss - r.train_loss > 0.7, "loss %.3f -> %.3f", r.first_loss, r.train_loss);
@@ -401,6 +448,7 @@ int main(void) {
   RUN(records_have_the_chat_shape_and_the_solution_as_the_trained_turn);
   RUN(every_solution_verifies);
   RUN(no_evaluation_problem_is_trained_on);
+  RUN(records_and_reserved_problems_follow_the_level);
   RUN(packed_windows_train_on_student_solutions_only);
   RUN(the_runner_default_system_prompt_is_the_training_one);
   RUN(bad_options_fail_before_any_work);

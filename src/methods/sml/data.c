@@ -99,13 +99,22 @@ static int compare_u64(const void *a, const void *b) {
 }
 
 ag_status ag_sml_eval_tasks(const ag_task_family *family, int64_t n, ag_task **tasks) {
+  return ag_sml_eval_tasks_at(family, 0, n, tasks);
+}
+
+ag_status ag_sml_eval_tasks_at(const ag_task_family *family, int level, int64_t n,
+                               ag_task **tasks) {
   *tasks = NULL;
   if (!family || !family->generate || n < 0)
     return ag_error_set(AG_ERR_INVALID, "sml: evaluation tasks need a generated family");
+  if (level == 0) level = family->default_level;
+  if (level < 1 || level > family->max_level)
+    return ag_error_set(AG_ERR_INVALID, "sml: %s has levels 1..%d, not %d", family->name,
+                        family->max_level, level);
   ag_task *t = calloc((size_t)(n > 0 ? n : 1), sizeof *t);
   if (!t) return ag_error_set(AG_ERR_NOMEM, "out of memory");
   for (int64_t i = 0; i < n; i++) {
-    ag_status st = family->generate(family->default_level, AG_SML_EVAL_SEED, i, &t[i]);
+    ag_status st = family->generate(level, AG_SML_EVAL_SEED, i, &t[i]);
     if (st) {
       for (int64_t k = 0; k < i; k++) ag_task_clear(&t[k]);
       free(t);
@@ -117,13 +126,13 @@ ag_status ag_sml_eval_tasks(const ag_task_family *family, int64_t n, ag_task **t
 }
 
 /* Sorted hashes of the reserved evaluation problems of a family. */
-static ag_status reserved_hashes(const ag_task_family *f, uint64_t **out) {
+static ag_status reserved_hashes(const ag_task_family *f, int level, uint64_t **out) {
   *out = NULL;
   uint64_t *h = malloc(AG_SML_EVAL_RESERVE * sizeof *h);
   if (!h) return ag_error_set(AG_ERR_NOMEM, "out of memory");
   for (int64_t i = 0; i < AG_SML_EVAL_RESERVE; i++) {
     ag_task t = {0};
-    ag_status st = f->generate(f->default_level, AG_SML_EVAL_SEED, i, &t);
+    ag_status st = f->generate(level, AG_SML_EVAL_SEED, i, &t);
     if (st) {
       free(h);
       return ag_error_wrap(st, "sml: evaluation task %lld of %s", (long long)i, f->name);
@@ -328,13 +337,13 @@ static ag_status build_record(const ag_task_family *f, const ag_task *task, bool
 }
 
 /* The next training task of (family, level) whose problem is not reserved
- * for evaluation; *next is the stream position, advanced. */
-static ag_status next_task(const ag_task_family *f, int level, uint64_t seed,
+ * for evaluation at eval_level; *next is the stream position, advanced. */
+static ag_status next_task(const ag_task_family *f, int level, int eval_level, uint64_t seed,
                            const uint64_t *reserved, int64_t *next, ag_task *out) {
   for (;;) {
     ag_status st = f->generate(level, seed, (*next)++, out);
     if (st) return ag_error_wrap(st, "sml: training task of %s", f->name);
-    if (level != f->default_level || !is_reserved(reserved, out->problem)) return AG_OK;
+    if (level != eval_level || !is_reserved(reserved, out->problem)) return AG_OK;
     ag_task_clear(out);
   }
 }
@@ -344,7 +353,7 @@ ag_status ag_sml_build_records(const ag_sml_data_options *o, json_t **records) {
   if (!o || o->family_count < 1 || o->family_count > AG_SML_MAX_FAMILIES ||
       o->examples_per_family < 0 || o->dialogue_fraction < 0 || o->dialogue_fraction > 1 ||
       o->easier_fraction < 0 || o->easier_fraction > 1 || o->system_fraction < 0 ||
-      o->system_fraction > 1)
+      o->system_fraction > 1 || o->level < 0)
     return ag_error_set(AG_ERR_INVALID, "sml data: bad options (families, counts or fractions)");
   json_t *all = json_array();
   if (!all) return ag_error_set(AG_ERR_NOMEM, "out of memory");
@@ -355,19 +364,25 @@ ag_status ag_sml_build_records(const ag_sml_data_options *o, json_t **records) {
       st = ag_error_set(AG_ERR_INVALID, "sml data: family %d is not a generated family", fi);
       break;
     }
+    int top = o->level > 0 ? o->level : f->default_level; /* the evaluation level */
+    if (top > f->max_level) {
+      st = ag_error_set(AG_ERR_INVALID, "sml data: %s has levels 1..%d, not %d", f->name,
+                        f->max_level, top);
+      break;
+    }
     uint64_t *reserved = NULL;
-    st = reserved_hashes(f, &reserved);
-    int64_t next[2] = {0, 0}; /* stream positions: default level, the one below */
+    st = reserved_hashes(f, top, &reserved);
+    int64_t next[2] = {0, 0}; /* stream positions: the level, the one below */
     for (int64_t i = 0; i < o->examples_per_family && !st; i++) {
       ag_rng rng;
       ag_rng_seed2(&rng, o->seed ^ RECORD_SALT, (uint64_t)(fi * 1000003 + i));
-      bool easier = f->default_level > 1 && ag_rng_uniform(&rng) < o->easier_fraction;
+      bool easier = top > 1 && ag_rng_uniform(&rng) < o->easier_fraction;
       bool dialogue = ag_rng_uniform(&rng) < o->dialogue_fraction;
       bool system = ag_rng_uniform(&rng) < o->system_fraction;
-      int level = f->default_level - (easier ? 1 : 0);
+      int level = top - (easier ? 1 : 0);
       ag_task task = {0};
-      st = next_task(f, level, train_seed(o->seed, fi, level, TRAIN_SALT), reserved, &next[easier],
-                     &task);
+      st = next_task(f, level, top, train_seed(o->seed, fi, level, TRAIN_SALT), reserved,
+                     &next[easier], &task);
       json_t *rec = NULL;
       if (!st)
         st = build_record(f, &task, dialogue, system, train_seed(o->seed, fi, level, SIBLING_SALT),

@@ -11,10 +11,10 @@
 #define PATH_BYTES 4096
 
 ag_status ag_sml_eval_acc1(ag_chat_model *student, const ag_task_family *const *families,
-                           int family_count, int64_t tasks_per_family, int64_t max_tokens,
-                           const char *out_dir, bool resume, double *acc) {
+                           int family_count, int level, int64_t tasks_per_family,
+                           int64_t max_tokens, const char *out_dir, bool resume, double *acc) {
   if (!student || !families || family_count < 1 || tasks_per_family < 1 || max_tokens < 1 ||
-      !out_dir)
+      level < 0 || !out_dir)
     return ag_error_set(AG_ERR_INVALID, "sml eval: bad arguments");
   ag_status st = AG_OK;
   for (int i = 0; i < family_count && !st; i++) {
@@ -22,7 +22,7 @@ ag_status ag_sml_eval_acc1(ag_chat_model *student, const ag_task_family *const *
     int w = snprintf(dir, sizeof dir, "%s/%s", out_dir, families[i]->name);
     if (w < 0 || (size_t)w >= sizeof dir) return ag_error_set(AG_ERR_INVALID, "path too long");
     ag_task *tasks = NULL;
-    st = ag_sml_eval_tasks(families[i], tasks_per_family, &tasks);
+    st = ag_sml_eval_tasks_at(families[i], level, tasks_per_family, &tasks);
     if (st) return st;
     ag_teach_options o = ag_teach_defaults();
     o.student = student;

@@ -103,13 +103,14 @@ typedef struct settings {
   char families[256];
   uint64_t seed;
   double dialogue_fraction, easier_fraction, system_fraction;
+  int level; /* of the evaluation and most records; 0 (runs before levels were saved): default */
 } settings;
 
 static json_t *settings_to_json(const settings *s) {
   const ag_sml_size *z = &s->size;
   return json_pack(
       "{s:{s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:I, s:I},"
-      " s:s, s:I, s:f, s:f, s:f}",
+      " s:s, s:I, s:f, s:f, s:f, s:i}",
       "size", "name", z->name, "vocab_size", (int)z->vocab_size, "hidden_size",
       (json_int_t)z->hidden_size, "intermediate_size", (json_int_t)z->intermediate_size,
       "num_layers", (json_int_t)z->num_layers, "num_heads", (json_int_t)z->num_heads,
@@ -118,7 +119,8 @@ static json_t *settings_to_json(const settings *s) {
       "batch_size", (json_int_t)z->batch_size, "lr", (double)z->lr, "eval_tasks",
       (json_int_t)z->eval_tasks, "max_new_tokens", (json_int_t)z->max_new_tokens, "families",
       s->families, "seed", (json_int_t)s->seed, "dialogue_fraction", s->dialogue_fraction,
-      "easier_fraction", s->easier_fraction, "system_fraction", s->system_fraction);
+      "easier_fraction", s->easier_fraction, "system_fraction", s->system_fraction, "level",
+      s->level);
 }
 
 static ag_status int_field(const json_t *o, const char *key, const char *path, int64_t *out) {
@@ -162,6 +164,7 @@ static ag_status settings_load(const char *path, settings *s) {
   s->dialogue_fraction = json_number_value(json_object_get(o, "dialogue_fraction"));
   s->easier_fraction = json_number_value(json_object_get(o, "easier_fraction"));
   s->system_fraction = json_number_value(json_object_get(o, "system_fraction"));
+  s->level = (int)json_integer_value(json_object_get(o, "level")); /* absent: 0, the default */
   snprintf(s->families, sizeof s->families, "%s", families);
   json_decref(o);
   return st;
@@ -339,6 +342,12 @@ static ag_status resolve(const ag_sml_pretrain_options *o, settings *s) {
   s->easier_fraction = o->easier_fraction >= 0 ? o->easier_fraction : d.easier_fraction;
   s->system_fraction = d.system_fraction;
   s->seed = o->seed;
+  s->level = o->level > 0 ? o->level : AG_SML_BASE_LEVEL;
+  if (o->level < 0) return ag_error_set(AG_ERR_INVALID, "sml pretrain: level %d", o->level);
+  for (int i = 0; i < count; i++)
+    if (s->level > families[i]->max_level)
+      return ag_error_set(AG_ERR_INVALID, "sml pretrain: %s has levels 1..%d, not %d",
+                          families[i]->name, families[i]->max_level, s->level);
   return AG_OK;
 }
 
@@ -377,6 +386,7 @@ static ag_status prepare_data(const char *out, const settings *s, bool reuse, se
   d.easier_fraction = s->easier_fraction;
   d.system_fraction = s->system_fraction;
   d.seed = s->seed;
+  d.level = s->level;
   double t0 = ag_time_seconds();
   if (!st) st = ag_sml_build_records(&d, &x->records);
   if (!st) st = ag_mkdir_p(dir);
@@ -432,6 +442,7 @@ static void fill_result_header(const settings *s, ag_sml_pretrain_result *r) {
     r->acc_at_1[i] = NAN;
   }
   r->eval_tasks = s->size.eval_tasks;
+  r->level = s->level;
   r->first_loss = r->train_loss = r->eval_loss = NAN;
 }
 
@@ -533,8 +544,8 @@ ag_status ag_sml_pretrain(const ag_sml_pretrain_options *o, ag_sml_pretrain_resu
     st = ag_sml_parse_families(s.families, families, AG_SML_MAX_FAMILIES, &count);
     if (!st) st = ag_chat_model_open(out, NULL, &student);
     if (!st)
-      st = ag_sml_eval_acc1(student, families, count, s.size.eval_tasks, s.size.max_new_tokens,
-                            eval_dir, o->resume, r->acc_at_1);
+      st = ag_sml_eval_acc1(student, families, count, s.level, s.size.eval_tasks,
+                            s.size.max_new_tokens, eval_dir, o->resume, r->acc_at_1);
     ag_chat_model_close(student);
     r->eval_seconds = ag_time_seconds() - t0;
     if (st) return ag_error_wrap(st, "sml pretrain: evaluating %s", out);

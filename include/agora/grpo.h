@@ -105,10 +105,8 @@ ag_status ag_grpo_update(ag_transformer *model, ag_params *params, ag_optim *opt
                          const ag_grpo_batch *b, const ag_grpo_update_options *o,
                          ag_grpo_update_stats *stats);
 
-/* Writes / reads the optimizer's state (AdamW moments and step) as a
- * safetensors file, for checkpoints. Reading checks every size. */
-ag_status ag_grpo_optim_save(const char *path, const ag_optim *o);
-ag_status ag_grpo_optim_load(const char *path, ag_optim *o);
+/* Optimizer state for checkpoints: ag_optim_save / ag_optim_load
+ * (agora/optim.h). */
 
 #ifdef __cplusplus
 }

@@ -41,6 +41,16 @@ void ag_optim_destroy(ag_optim *o);
 /* One update from params->grad at learning rate lr (the schedule's value;
  * config.lr is ignored here so schedules stay outside). */
 ag_status ag_optim_step(ag_optim *o, float lr);
+
+/* Saves the optimizer's buffers to a safetensors file (F32) under PyTorch's
+ * state names: "momentum_buffer.<param>" for SGD, "exp_avg.<param>" and
+ * "exp_avg_sq.<param>" for AdamW; metadata {"optimizer": "sgd"|"adamw",
+ * "step": "N"}. */
+ag_status ag_optim_save(const char *path, const ag_optim *o);
+/* Loads buffers that ag_optim_save wrote for the same parameters into o
+ * (a missing or differently sized tensor is an error naming it) and sets
+ * o->step from the metadata when it is there. */
+ag_status ag_optim_load(const char *path, ag_optim *o);
 void ag_optim_reset(ag_optim *o);
 
 /* Scales all gradients so their global L2 norm is at most max_norm; returns

@@ -353,70 +353,6 @@ ag_status ag_classify_checkpoint_load_model(const char *dir, const ag_classify_c
   return AG_OK;
 }
 
-/* Optimizer buffers are saved per parameter under PyTorch's state names
- * ("momentum_buffer.fc1.weight", "exp_avg.fc1.weight", ...). */
-static const char *state_name(const ag_optim *o, int which) {
-  if (o->config.kind == AG_OPTIM_SGD) return "momentum_buffer";
-  return which == 0 ? "exp_avg" : "exp_avg_sq";
-}
-
-static ag_status save_optimizer(const char *path, const ag_optim *o) {
-  const ag_params *p = o->params;
-  int buffers = o->state2 ? 2 : 1;
-  int count = buffers * p->count;
-  ag_tensor *views = calloc((size_t)count, sizeof *views);
-  ag_st_write_item *items = calloc((size_t)count, sizeof *items);
-  char *names = calloc((size_t)count, 256);
-  ag_status st = views && items && names ? AG_OK : ag_error_set(AG_ERR_NOMEM, "out of memory");
-  for (int b = 0; b < buffers && !st; b++) {
-    float *state = b == 0 ? o->state1 : o->state2;
-    for (int i = 0; i < p->count; i++) {
-      int k = b * p->count + i;
-      const ag_tensor *param = p->tensors[i];
-      views[k] = *param;
-      views[k].data = state + ag_params_offset(p, param);
-      views[k].grad = NULL;
-      snprintf(names + (size_t)k * 256, 256, "%s.%s", state_name(o, b), param->name);
-      items[k].name = names + (size_t)k * 256;
-      items[k].tensor = &views[k];
-    }
-  }
-  char step_text[32];
-  snprintf(step_text, sizeof step_text, "%lld", (long long)o->step);
-  const char *metadata[] = {"optimizer", optimizer_name(o->config.kind), "step", step_text, NULL};
-  if (!st) st = ag_safetensors_write(path, items, count, AG_DTYPE_F32, metadata);
-  free(views);
-  free(items);
-  free(names);
-  return st;
-}
-
-static ag_status load_optimizer(const char *path, ag_optim *o, int64_t step) {
-  ag_safetensors *f;
-  ag_status st = ag_safetensors_open(path, &f);
-  if (st) return st;
-  const ag_params *p = o->params;
-  int buffers = o->state2 ? 2 : 1;
-  for (int b = 0; b < buffers && !st; b++) {
-    float *state = b == 0 ? o->state1 : o->state2;
-    for (int i = 0; i < p->count && !st; i++) {
-      char name[256];
-      snprintf(name, sizeof name, "%s.%s", state_name(o, b), p->tensors[i]->name);
-      const ag_st_entry *e = ag_safetensors_find(f, name);
-      if (!e)
-        st = ag_error_set(AG_ERR_FORMAT, "%s: no tensor \"%s\"", path, name);
-      else if (e->numel != p->tensors[i]->numel)
-        st = ag_error_set(AG_ERR_SHAPE, "%s: \"%s\" has %lld values, expected %lld", path, name,
-                          (long long)e->numel, (long long)p->tensors[i]->numel);
-      else
-        st = ag_safetensors_read_f32(e, state + ag_params_offset(p, p->tensors[i]));
-    }
-  }
-  ag_safetensors_close(f);
-  if (!st) o->step = step;
-  return st;
-}
-
 /* Removes a folder holding only files (a checkpoint or its partial copy). */
 static ag_status remove_folder(const char *dir) {
   DIR *d = opendir(dir);
@@ -469,7 +405,7 @@ static ag_status write_checkpoint(const char *run_dir, const checkpoint_state *s
   join(path, sizeof path, partial, MODEL_FILE);
   st = ag_safetensors_save_params(path, params, AG_DTYPE_F32, model_meta);
   join(path, sizeof path, partial, OPTIMIZER_FILE);
-  if (!st) st = save_optimizer(path, s->optim);
+  if (!st) st = ag_optim_save(path, s->optim);
   if (!st) {
     json_t *state =
         json_pack("{s:s, s:i, s:I, s:i, s:{s:i, s:i, s:i, s:i}, s:I, s:o, s:o}", "format",
@@ -776,7 +712,8 @@ static ag_status load_start(trainer *tr, const start_point *sp) {
   ag_status st = load_weights(sp->dir, ag_vision_model_params(tr->model));
   char path[PATH_MAX_BYTES];
   join(path, sizeof path, sp->dir, OPTIMIZER_FILE);
-  if (!st) st = load_optimizer(path, tr->optim, info->optimizer_step);
+  if (!st) st = ag_optim_load(path, tr->optim);
+  if (!st) tr->optim->step = info->optimizer_step;
   if (st) return ag_error_wrap(st, "loading checkpoint %s", sp->dir);
   return AG_OK;
 }

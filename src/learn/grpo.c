@@ -12,8 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NAME_BYTES 256
-
 double ag_grpo_turn_reward(bool solved, int turns_used, double gamma) {
   if (!solved || turns_used < 1) return 0.0;
   return pow(gamma, (double)(turns_used - 1));
@@ -241,67 +239,5 @@ ag_status ag_grpo_update(ag_transformer *model, ag_params *params, ag_optim *opt
   free(w);
   free(lp);
   free(lref);
-  return st;
-}
-
-/* ---- optimizer state -------------------------------------------------------------------- */
-
-ag_status ag_grpo_optim_save(const char *path, const ag_optim *o) {
-  const ag_params *p = o->params;
-  int per = o->state2 ? 2 : 1, count = per * p->count;
-  ag_tensor *views = calloc((size_t)count + 1, sizeof *views);
-  ag_st_write_item *items = calloc((size_t)count + 1, sizeof *items);
-  char *names = calloc((size_t)count + 1, NAME_BYTES);
-  ag_status st = views && items && names ? AG_OK : ag_error_set(AG_ERR_NOMEM, "out of memory");
-  for (int b = 0; b < per && !st; b++) {
-    float *state = b == 0 ? o->state1 : o->state2;
-    for (int i = 0; i < p->count; i++) {
-      int k = b * p->count + i;
-      const ag_tensor *param = p->tensors[i];
-      views[k] = *param;
-      views[k].data = state + ag_params_offset(p, param);
-      views[k].grad = NULL;
-      snprintf(names + (size_t)k * NAME_BYTES, NAME_BYTES, "%s.%s",
-               b == 0 ? "exp_avg" : "exp_avg_sq", param->name);
-      items[k] = (ag_st_write_item){names + (size_t)k * NAME_BYTES, &views[k]};
-    }
-  }
-  char step_text[32];
-  snprintf(step_text, sizeof step_text, "%lld", (long long)o->step);
-  const char *metadata[] = {"optimizer", "adamw", "step", step_text, NULL};
-  if (!st) st = ag_safetensors_write(path, items, count, AG_DTYPE_F32, metadata);
-  free(views);
-  free(items);
-  free(names);
-  return st;
-}
-
-ag_status ag_grpo_optim_load(const char *path, ag_optim *o) {
-  ag_safetensors *f;
-  ag_status st = ag_safetensors_open(path, &f);
-  if (st) return st;
-  const ag_params *p = o->params;
-  int per = o->state2 ? 2 : 1;
-  for (int b = 0; b < per && !st; b++) {
-    float *state = b == 0 ? o->state1 : o->state2;
-    for (int i = 0; i < p->count && !st; i++) {
-      char name[NAME_BYTES];
-      snprintf(name, sizeof name, "%s.%s", b == 0 ? "exp_avg" : "exp_avg_sq", p->tensors[i]->name);
-      const ag_st_entry *e = ag_safetensors_find(f, name);
-      if (!e)
-        st = ag_error_set(AG_ERR_FORMAT, "%s: no tensor \"%s\"", path, name);
-      else if (e->numel != p->tensors[i]->numel)
-        st = ag_error_set(AG_ERR_SHAPE, "%s: \"%s\" has %lld values, expected %lld", path, name,
-                          (long long)e->numel, (long long)p->tensors[i]->numel);
-      else
-        st = ag_safetensors_read_f32(e, state + ag_params_offset(p, p->tensors[i]));
-    }
-  }
-  /* The step count lives in the metadata ("step": "N"). */
-  json_t *meta = !st && f->metadata_json ? json_loads(f->metadata_json, 0, NULL) : NULL;
-  const char *step = json_string_value(json_object_get(meta, "step"));
-  if (!st && step) o->step = atoll(step);
-  json_decref(meta);
-  ag_safetensors_close(f);
   return st;
 }

@@ -31,7 +31,6 @@
 #define TOKENIZER_JSON   "tokenizer.json"
 #define TOKENIZER_CONFIG "tokenizer_config.json"
 #define PATH_BYTES       4096
-#define NAME_BYTES       256
 /* Streams derived from the run's seed: kept apart by these salts. */
 #define DROPOUT_SEED_SALT 0x64726f706f7574ULL /* "dropout" */
 #define LORA_SEED_SALT    0x6c6f7261ULL       /* "lora" */
@@ -342,62 +341,6 @@ static ag_status write_model(const trainer *tr, const char *dir) {
   return st;
 }
 
-/* Adam moments under PyTorch's state names ("exp_avg.<param>"). */
-static ag_status save_optimizer(const char *path, const ag_optim *o) {
-  const ag_params *p = o->params;
-  int count = 2 * p->count;
-  ag_tensor *views = calloc((size_t)count, sizeof *views);
-  ag_st_write_item *items = calloc((size_t)count, sizeof *items);
-  char *names = calloc((size_t)count, NAME_BYTES);
-  ag_status st = views && items && names ? AG_OK : ag_error_set(AG_ERR_NOMEM, "out of memory");
-  for (int b = 0; b < 2 && !st; b++) {
-    float *state = b == 0 ? o->state1 : o->state2;
-    for (int i = 0; i < p->count; i++) {
-      int k = b * p->count + i;
-      const ag_tensor *param = p->tensors[i];
-      views[k] = *param;
-      views[k].data = state + ag_params_offset(p, param);
-      views[k].grad = NULL;
-      snprintf(names + (size_t)k * NAME_BYTES, NAME_BYTES, "%s.%s",
-               b == 0 ? "exp_avg" : "exp_avg_sq", param->name);
-      items[k] = (ag_st_write_item){names + (size_t)k * NAME_BYTES, &views[k]};
-    }
-  }
-  char step_text[32];
-  snprintf(step_text, sizeof step_text, "%lld", (long long)o->step);
-  const char *metadata[] = {"optimizer", "adamw", "step", step_text, NULL};
-  if (!st) st = ag_safetensors_write(path, items, count, AG_DTYPE_F32, metadata);
-  free(views);
-  free(items);
-  free(names);
-  return st;
-}
-
-static ag_status load_optimizer(const char *path, ag_optim *o, int64_t step) {
-  ag_safetensors *f;
-  ag_status st = ag_safetensors_open(path, &f);
-  if (st) return st;
-  const ag_params *p = o->params;
-  for (int b = 0; b < 2 && !st; b++) {
-    float *state = b == 0 ? o->state1 : o->state2;
-    for (int i = 0; i < p->count && !st; i++) {
-      char name[NAME_BYTES];
-      snprintf(name, sizeof name, "%s.%s", b == 0 ? "exp_avg" : "exp_avg_sq", p->tensors[i]->name);
-      const ag_st_entry *e = ag_safetensors_find(f, name);
-      if (!e)
-        st = ag_error_set(AG_ERR_FORMAT, "%s: no tensor \"%s\"", path, name);
-      else if (e->numel != p->tensors[i]->numel)
-        st = ag_error_set(AG_ERR_SHAPE, "%s: \"%s\" has %lld values, expected %lld", path, name,
-                          (long long)e->numel, (long long)p->tensors[i]->numel);
-      else
-        st = ag_safetensors_read_f32(e, state + ag_params_offset(p, p->tensors[i]));
-    }
-  }
-  ag_safetensors_close(f);
-  if (!st) o->step = step;
-  return st;
-}
-
 static json_t *number_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
 /* checkpoint-N.partial, filled, then renamed into place: a checkpoint folder
@@ -413,7 +356,7 @@ static ag_status write_checkpoint(const trainer *tr, int64_t step) {
   ag_status st = remove_folder(partial);
   if (!st) st = write_model(tr, partial);
   path_join(path, sizeof path, partial, OPTIMIZER_FILE);
-  if (!st) st = save_optimizer(path, tr->optim);
+  if (!st) st = ag_optim_save(path, tr->optim);
   if (!st) {
     char fingerprint[32];
     snprintf(fingerprint, sizeof fingerprint, "%016llx",
@@ -635,7 +578,8 @@ static ag_status load_checkpoint(trainer *tr, const char *dir, json_t *state) {
   }
   path_join(path, sizeof path, dir, OPTIMIZER_FILE);
   int64_t step = (int64_t)json_integer_value(json_object_get(state, "step"));
-  if (!st) st = load_optimizer(path, tr->optim, step);
+  if (!st) st = ag_optim_load(path, tr->optim);
+  if (!st) tr->optim->step = step;
   if (st) return ag_error_wrap(st, "loading checkpoint %s", dir);
   tr->tokens = (int64_t)json_integer_value(json_object_get(state, "tokens"));
   json_t *tl = json_object_get(state, "train_loss"), *el = json_object_get(state, "eval_loss");

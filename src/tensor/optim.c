@@ -4,6 +4,9 @@
  * carry over from PyTorch recipes unchanged. */
 #include "agora/optim.h"
 
+#include "agora/safetensors.h"
+
+#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,4 +206,73 @@ float ag_schedule_lr(const ag_schedule *s, int64_t step) {
     return (float)((double)s->lr * pow((double)s->gamma, (double)(step / s->step_size)));
   }
   return s->lr;
+}
+
+/* ---- saving and loading the buffers ----------------------------------------------- */
+
+#define STATE_NAME_BYTES 256
+
+static const char *state_name(const ag_optim *o, int which) {
+  if (o->config.kind == AG_OPTIM_SGD) return "momentum_buffer";
+  return which == 0 ? "exp_avg" : "exp_avg_sq";
+}
+
+ag_status ag_optim_save(const char *path, const ag_optim *o) {
+  const ag_params *p = o->params;
+  int buffers = o->state2 ? 2 : 1, count = buffers * p->count;
+  ag_tensor *views = calloc((size_t)count + 1, sizeof *views);
+  ag_st_write_item *items = calloc((size_t)count + 1, sizeof *items);
+  char *names = calloc((size_t)count + 1, STATE_NAME_BYTES);
+  ag_status st = views && items && names ? AG_OK : ag_error_set(AG_ERR_NOMEM, "out of memory");
+  for (int b = 0; b < buffers && !st; b++) {
+    float *state = b == 0 ? o->state1 : o->state2;
+    for (int i = 0; i < p->count; i++) {
+      int k = b * p->count + i;
+      const ag_tensor *param = p->tensors[i];
+      views[k] = *param;
+      views[k].data = state + ag_params_offset(p, param);
+      views[k].grad = NULL;
+      char *name = names + (size_t)k * STATE_NAME_BYTES;
+      snprintf(name, STATE_NAME_BYTES, "%s.%s", state_name(o, b), param->name);
+      items[k] = (ag_st_write_item){name, &views[k]};
+    }
+  }
+  char step_text[32];
+  snprintf(step_text, sizeof step_text, "%lld", (long long)o->step);
+  const char *metadata[] = {"optimizer", o->config.kind == AG_OPTIM_ADAMW ? "adamw" : "sgd", "step",
+                            step_text, NULL};
+  if (!st) st = ag_safetensors_write(path, items, count, AG_DTYPE_F32, metadata);
+  free(views);
+  free(items);
+  free(names);
+  return st;
+}
+
+ag_status ag_optim_load(const char *path, ag_optim *o) {
+  ag_safetensors *f;
+  ag_status st = ag_safetensors_open(path, &f);
+  if (st) return st;
+  const ag_params *p = o->params;
+  int buffers = o->state2 ? 2 : 1;
+  for (int b = 0; b < buffers && !st; b++) {
+    float *state = b == 0 ? o->state1 : o->state2;
+    for (int i = 0; i < p->count && !st; i++) {
+      char name[STATE_NAME_BYTES];
+      snprintf(name, sizeof name, "%s.%s", state_name(o, b), p->tensors[i]->name);
+      const ag_st_entry *e = ag_safetensors_find(f, name);
+      if (!e)
+        st = ag_error_set(AG_ERR_FORMAT, "%s: no tensor \"%s\"", path, name);
+      else if (e->numel != p->tensors[i]->numel)
+        st = ag_error_set(AG_ERR_SHAPE, "%s: \"%s\" has %lld values, expected %lld", path, name,
+                          (long long)e->numel, (long long)p->tensors[i]->numel);
+      else
+        st = ag_safetensors_read_f32(e, state + ag_params_offset(p, p->tensors[i]));
+    }
+  }
+  json_t *meta = !st && f->metadata_json ? json_loads(f->metadata_json, 0, NULL) : NULL;
+  const char *step = json_string_value(json_object_get(meta, "step"));
+  if (!st && step) o->step = atoll(step);
+  json_decref(meta);
+  ag_safetensors_close(f);
+  return st;
 }

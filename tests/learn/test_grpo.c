@@ -262,10 +262,10 @@ TEST(an_update_follows_the_sign_of_the_advantage) {
     /* The optimizer state round-trips. */
     char path[700];
     snprintf(path, sizeof path, "%s/optim-%d.safetensors", test_tmpdir(), sign + 1);
-    CHECK_OK(ag_grpo_optim_save(path, opt));
+    CHECK_OK(ag_optim_save(path, opt));
     ag_optim *back = NULL;
     CHECK_OK(ag_optim_create(ag_transformer_params(m), &oc, &back));
-    CHECK_OK(ag_grpo_optim_load(path, back));
+    CHECK_OK(ag_optim_load(path, back));
     CHECK(back && back->step == 3 &&
           !memcmp(back->state2, opt->state2, (size_t)ag_transformer_params(m)->total * 4));
     ag_optim_destroy(back);

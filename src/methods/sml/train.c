@@ -319,7 +319,7 @@ static ag_status checkpoint(run *x, int stage) {
   if (!st) st = write_model(x, partial);
   if (!st && !join(path, sizeof path, partial, "optimizer.safetensors"))
     st = ag_error_set(AG_ERR_INVALID, "path too long");
-  if (!st) st = ag_grpo_optim_save(path, x->optim);
+  if (!st) st = ag_optim_save(path, x->optim);
   if (!st) st = remove_tree(final_dir);
   if (!st && rename(partial, final_dir) != 0)
     st = ag_error_set(AG_ERR_IO, "cannot rename %s: %s", partial, strerror(errno));
@@ -374,7 +374,7 @@ static ag_status setup_model(run *x) {
     char path[PATH_BYTES];
     if (!join(path, sizeof path, x->checkpoint, "optimizer.safetensors"))
       return ag_error_set(AG_ERR_INVALID, "path too long");
-    st = ag_grpo_optim_load(path, x->optim);
+    st = ag_optim_load(path, x->optim);
   }
   return st;
 }

@@ -12,10 +12,10 @@
  * refuses system messages (Gemma); the plain template gets lm's EOS text. */
 ag_status ag_chat_local_text(const ag_lm *lm, const ag_chat_template *t,
                              const ag_chat_message *messages, int n, char **out);
-/* Where a reply's text starts: 1 when the template's generation prompt
- * ends in a space, which the prompt text leaves out (the model writes it
- * as part of its first token) and the reply begins with; else 0. */
-size_t ag_chat_local_reply_start(const ag_chat_template *t, const char *reply, size_t bytes);
+/* Whether the template's generation prompt ends in a space, which the
+ * prompt text leaves out: the model writes it as part of its first token,
+ * and a reply that begins with it is returned without it. */
+bool ag_chat_local_prompt_space(const ag_chat_template *t);
 /* The ids of that text (BOS first when lm adds one and the text lacks it).
  * With drop_oldest, the oldest messages after a leading system message are
  * dropped (whole user/assistant exchanges) while the ids and room exceed

@@ -120,20 +120,20 @@ static ag_status render_with(const ag_chat_template *t, const ag_chat_message *m
  * template) is cut before it: byte-level BPE trains the reply's first word
  * with its leading space (" Let"), so a prompt ending in a lone " " token
  * asks the model for a token sequence it never saw. The model then writes
- * the space itself, and ag_chat_local_reply_start skips it. */
+ * the space itself, and the reply leaves it out. */
 static void trim_prompt_space(char *text) {
   size_t len = strlen(text);
   if (len > 0 && text[len - 1] == ' ') text[len - 1] = '\0';
 }
 
-size_t ag_chat_local_reply_start(const ag_chat_template *t, const char *reply, size_t bytes) {
+bool ag_chat_local_prompt_space(const ag_chat_template *t) {
   ag_chat_message probe = {"user", "", NULL};
   char *text = NULL;
   ag_chat_render_options r = {.add_generation_prompt = true};
-  bool trimmed =
+  bool space =
       !ag_chat_render(t, &probe, 1, &r, &text) && text && text[0] && text[strlen(text) - 1] == ' ';
   free(text);
-  return trimmed && bytes > 0 && reply[0] == ' ' ? 1 : 0;
+  return space;
 }
 
 ag_status ag_chat_model_render(const ag_chat_template *t, const ag_chat_message *messages, int n,
@@ -388,8 +388,9 @@ static ag_status local_reply(ag_chat_model *m, const ag_chat_conversation *convs
     st = ag_generate_ids(m->lm, ids, n, &o, g);
     if (st) st = ag_error_wrap(st, "chat model %s", m->name);
   }
+  bool prompt_space = !st && ag_chat_local_prompt_space(m->chat_template);
   for (int64_t i = 0; !st && i < n; i++) {
-    size_t skip = ag_chat_local_reply_start(m->chat_template, g[i].text.data, g[i].text.size);
+    size_t skip = prompt_space && g[i].text.size > 0 && g[i].text.data[0] == ' ' ? 1 : 0;
     size_t size = g[i].text.size - skip;
     out[i].content = malloc(size + 1);
     if (!out[i].content) {

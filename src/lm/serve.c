@@ -586,14 +586,13 @@ static json_t *response_json(ag_server *s, route r, const work *w, const ag_gene
   int choices = w->settings.choices;
   json_t *list = json_array();
   int64_t prompt_tokens = 0, completion_tokens = 0;
+  bool prompt_space = r == ROUTE_CHAT && ag_chat_local_prompt_space(s->chat_template);
   for (int64_t p = 0; p < w->count; p++) {
     prompt_tokens += g[p * choices].prompt_tokens;
     for (int k = 0; k < choices; k++) {
       const ag_generation *x = &g[p * choices + k];
       completion_tokens += x->tokens.count;
-      size_t skip = r == ROUTE_CHAT && x->text.data
-                        ? ag_chat_local_reply_start(s->chat_template, x->text.data, x->text.size)
-                        : 0;
+      size_t skip = prompt_space && x->text.size > 0 && x->text.data[0] == ' ' ? 1 : 0;
       json_t *text = text_json(x->text.data ? x->text.data + skip : "", x->text.size - skip);
       json_t *choice;
       if (r == ROUTE_CHAT) {

@@ -137,6 +137,9 @@ ag_tensor *ag_op_run(ag_tape *t, const ag_op_call *call);
 bool ag_tape_recording(const ag_tape *t);
 /* Records the layer event to the hook, if any. */
 void ag_tape_fire_layer_hook(ag_tape *t, const ag_layer_event *event);
+/* Whether a hook is set: ops that build the event's matrices only for the
+ * hook skip that work otherwise. */
+bool ag_tape_has_layer_hook(const ag_tape *t);
 /* Arena allocation that records NOMEM on the tape. */
 void *ag_tape_alloc(ag_tape *t, size_t bytes);
 /* Normalises a possibly negative dim; -1 (with an error on tape) if bad. */

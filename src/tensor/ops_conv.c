@@ -368,25 +368,118 @@ static void col2im_add(const float *dcols, const conv_geometry *g, int64_t first
   }
 }
 
+/* Feature maps of at least this many pixels go image by image: one sgemm
+ * per image writes its NCHW output (O, P) directly and reads dy (O, P) as
+ * it is, so neither pass needs a transpose, and an image's patches are
+ * still in cache when its sgemm reads them. Smaller maps make sgemms too
+ * thin (P is their inner or outer dimension); they go as one sgemm over
+ * the batch with transposes around it. */
+#define PER_IMAGE_MIN_PIXELS 128
+
+static bool per_image(const conv_geometry *g) { return g->P >= PER_IMAGE_MIN_PIXELS; }
+
 static ag_status conv2d_forward(ag_tape *t, ag_node *n) {
   ag_tensor *x = n->in[0], *w = n->in[1], *bias = n->in[2], *y = n->out;
   conv_geometry g = conv_geometry_of(n);
   int64_t rows = g.N * g.P;
-  float *cols = ag_tape_alloc(t, (size_t)(rows * g.K) * sizeof(float));   // (rows, K)
+  float *cols = ag_tape_alloc(t, (size_t)(rows * g.K) * sizeof(float)); // (rows, K)
+  if (!cols) return AG_ERR_NOMEM;
+  n->saved = cols;
+  if (per_image(&g)) {
+    /* threads take whole images; sgemm inside a parallel region runs on
+     * the calling thread (OpenMP OpenBLAS) */
+#pragma omp parallel for schedule(static) if (g.N > 1)
+    for (int64_t i = 0; i < g.N; i++) {
+      float *cols_i = cols + i * g.P * g.K, *y_i = y->data + i * g.O * g.P;
+      im2col(x->data, &g, i, 1, cols_i);
+      float beta = 0.0f;
+      if (bias) {
+        for (int64_t o = 0; o < g.O; o++)
+          for (int64_t q = 0; q < g.P; q++) y_i[o * g.P + q] = bias->data[o];
+        beta = 1.0f;
+      }
+      /* y_i (O, P) = W (O, K) @ cols_i^T (K, P) */
+      gemm(false, true, g.O, g.P, g.K, 1.0f, w->data, g.K, cols_i, g.K, beta, y_i, g.P);
+    }
+    return AG_OK;
+  }
   float *y_rows = ag_tape_alloc(t, (size_t)(rows * g.O) * sizeof(float)); // (rows, O)
-  if (!cols || !y_rows) return AG_ERR_NOMEM;
+  if (!y_rows) return AG_ERR_NOMEM;
   im2col(x->data, &g, 0, g.N, cols);
   /* y_rows (rows, O) = cols (rows, K) @ W^T (K, O), W viewed (O, K) */
   gemm(false, true, rows, g.O, g.K, 1.0f, cols, g.K, w->data, g.K, 0.0f, y_rows, g.O);
   /* per image (P, O) -> (O, P): NCHW, bias added on the way */
   transpose_batch(y_rows, y->data, g.N, g.P, g.O, bias ? bias->data : NULL, false, NULL);
-  n->saved = cols;
+  return AG_OK;
+}
+
+/* Backward image by image (see PER_IMAGE_MIN_PIXELS): each thread sums its
+ * images' weight gradients dy_i (O, P) @ cols_i (P, K) into a private
+ * (O, K) buffer, and computes dcols_i (P, K) = dy_i^T @ W into a private
+ * buffer that col2im reads back from cache. The private sums are added in
+ * thread order, so a run is reproducible for a given thread count. The
+ * layer hooks want G as rows (rows, O): it is built only when a hook is
+ * set. */
+static ag_status conv2d_backward_per_image(ag_tape *t, ag_node *n, const conv_geometry *gp) {
+  const conv_geometry g = *gp;
+  ag_tensor *x = n->in[0], *w = n->in[1], *bias = n->in[2], *y = n->out;
+  const float *cols = n->saved, *dy = y->grad;
+  int64_t rows = g.N * g.P;
+  if (ag_tape_has_layer_hook(t)) {
+    float *G = ag_tape_alloc(t, (size_t)(rows * g.O) * sizeof(float)); // (rows, O)
+    if (!G) return AG_ERR_NOMEM;
+    transpose_batch(dy, G, g.N, g.O, g.P, NULL, false, NULL);
+    ag_layer_event ev = {AG_LAYER_CONV2D, w, bias, cols, G, rows, g.K, g.O, g.N, g.P};
+    ag_tape_fire_layer_hook(t, &ev);
+  }
+  bool want_w = w->requires_grad, want_b = bias && bias->requires_grad;
+  bool want_x = x->requires_grad;
+  float *gw = want_w ? ag_tape_grad(t, w) : NULL, *gb = want_b ? ag_tape_grad(t, bias) : NULL;
+  float *gx = want_x ? ag_tape_grad(t, x) : NULL;
+  if ((want_w && !gw) || (want_b && !gb) || (want_x && !gx)) return AG_ERR_NOMEM;
+  int64_t threads = min64(omp_get_max_threads(), g.N);
+  float *dw_part = want_w ? ag_tape_alloc(t, (size_t)(threads * g.O * g.K) * sizeof(float)) : NULL;
+  float *db_image = want_b ? ag_tape_alloc(t, (size_t)(g.N * g.O) * sizeof(float)) : NULL;
+  float *dcols = want_x ? ag_tape_alloc(t, (size_t)(threads * g.P * g.K) * sizeof(float)) : NULL;
+  if ((want_w && !dw_part) || (want_b && !db_image) || (want_x && !dcols)) return AG_ERR_NOMEM;
+#pragma omp parallel num_threads((int)threads)
+  {
+    int64_t id = omp_get_thread_num();
+    float *my_dw = want_w ? dw_part + id * g.O * g.K : NULL;
+    float *my_dcols = want_x ? dcols + id * g.P * g.K : NULL;
+    bool first = true;
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < g.N; i++) {
+      const float *dy_i = dy + i * g.O * g.P, *cols_i = cols + i * g.P * g.K;
+      if (want_b)
+        for (int64_t o = 0; o < g.O; o++) db_image[i * g.O + o] = sum_floats(dy_i + o * g.P, g.P);
+      if (want_w) { /* my_dw (O, K) (+)= dy_i (O, P) @ cols_i (P, K) */
+        gemm(false, false, g.O, g.K, g.P, 1.0f, dy_i, g.P, cols_i, g.K, first ? 0.0f : 1.0f, my_dw,
+             g.K);
+        first = false;
+      }
+      if (want_x) { /* dcols_i (P, K) = dy_i^T (P, O) @ W (O, K) */
+        gemm(true, false, g.P, g.K, g.O, 1.0f, dy_i, g.P, w->data, g.K, 0.0f, my_dcols, g.K);
+        col2im_add(my_dcols, &g, i, 1, gx);
+      }
+    }
+    if (want_w && first) memset(my_dw, 0, (size_t)(g.O * g.K) * sizeof(float));
+  }
+  if (want_w)
+    for (int64_t id = 0; id < threads; id++) {
+      const float *part = dw_part + id * g.O * g.K;
+      for (int64_t j = 0; j < g.O * g.K; j++) gw[j] += part[j];
+    }
+  if (want_b)
+    for (int64_t i = 0; i < g.N; i++)
+      for (int64_t o = 0; o < g.O; o++) gb[o] += db_image[i * g.O + o];
   return AG_OK;
 }
 
 static ag_status conv2d_backward(ag_tape *t, ag_node *n) {
   ag_tensor *x = n->in[0], *w = n->in[1], *bias = n->in[2], *y = n->out;
   conv_geometry g = conv_geometry_of(n);
+  if (per_image(&g)) return conv2d_backward_per_image(t, n, &g);
   int64_t rows = g.N * g.P;
   const float *cols = n->saved;                                      // (rows, K)
   const float *dy = y->grad;                                         // (N, O, OH, OW)

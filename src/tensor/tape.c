@@ -82,6 +82,8 @@ void ag_tape_set_layer_hook(ag_tape *t, ag_layer_hook hook, void *user) {
   t->hook_user = user;
 }
 
+bool ag_tape_has_layer_hook(const ag_tape *t) { return t->hook != NULL; }
+
 void ag_tape_fire_layer_hook(ag_tape *t, const ag_layer_event *event) {
   if (t->hook) t->hook(t->hook_user, event);
 }

@@ -199,6 +199,76 @@ typedef struct ag_crafter_replay_report {
 ag_status ag_crafter_replay(const char *path, bool impose_logged_despawns,
                             ag_crafter_replay_report *report);
 
+/* ---- the player, text observation, agents (text.c, agents.c) ------------- */
+
+/* What the original exposes beyond info: the player's facing and sleep, and
+ * the daylight of the current step (BALROG's wrapper reads the same). */
+typedef struct ag_crafter_player_state {
+  int facing[2]; /* [dx, dy]: [-1, 0] west (left), [1, 0] east, [0, -1] north (up), [0, 1] south */
+  bool sleeping; /* actions are ignored until energy is full or the player is hurt */
+  double daylight; /* 1 at noon, below 0.5 at night (the frame darkens) */
+} ag_crafter_player_state;
+/* The state after the last reset or step (all zero before the first reset). */
+void ag_crafter_get_player_state(const ag_crafter_env *env, ag_crafter_player_state *out);
+
+/* The text observation, in the format of BALROG's Crafter language wrapper
+ * (balrog-ai/BALROG, balrog/environments/crafter/env.py; see
+ * docs/crafter.md). Zero-initialised options are BALROG's benchmark
+ * configuration: the nearest tile of each kind, "N steps to your
+ * north-east" (Manhattan distance), every kind listed, water anywhere. */
+typedef struct ag_crafter_text_options {
+  bool all_tiles;        /* every tile, not only the nearest of each kind (unique_items=False) */
+  bool precise_location; /* "2 steps north and 3 steps east" (precise_location=True) */
+  bool skip_ground;      /* leave out grass, sand and path; facing them is "nothing" */
+  bool water_edges_only; /* water only where it borders another kind in the view */
+  int parts;             /* AG_CRAFTER_TEXT_* bits; 0 = both */
+} ag_crafter_text_options;
+
+#define AG_CRAFTER_TEXT_STATUS 1 /* vitals and inventory (BALROG's short-term context) */
+#define AG_CRAFTER_TEXT_SCENE  2 /* sleeping/dead, what it sees and faces (long-term context) */
+/* A buffer of this size always holds the whole text with its NUL. */
+#define AG_CRAFTER_TEXT_MAX 4096
+
+/* Describes the current state: with both parts, the status part, a newline
+ * and the scene part, as BALROG's prompt builder joins them:
+ *
+ *   Your status:\n- health: 9/9\n- food: 9/9\n- drink: 9/9\n- energy: 9/9\n\n
+ *   You have nothing in your inventory.\n
+ *   You see:\n- grass 1 step to your west\n- tree 3 steps to your north-east\n\n
+ *   You face grass at your front.
+ *
+ * snprintf semantics: writes at most size - 1 characters and a NUL (buf may
+ * be NULL when size is 0), and *length (may be NULL) gets the full length,
+ * so the text was cut short when *length >= size. options NULL = defaults.
+ * Errors: env NULL or not reset, buf NULL with size > 0, unknown parts bits. */
+ag_status ag_crafter_observe_text(const ag_crafter_env *env, const ag_crafter_text_options *options,
+                                  char *buf, size_t size, size_t *length);
+
+/* Agents that play from what the game shows. random: uniform actions from
+ * numpy's RandomState(seed + 12345), one stream across episodes (episode 1
+ * of crafter.Env(seed) is then the golden traj_S_random run). scripted: a
+ * hand-written policy from the semantic view, the inventory, info's position
+ * and achievements and the player state (plus its own map of what it has
+ * seen this episode): fights, drinks, cows, nights asleep in a pocket it
+ * walls with stone, the tech tree from wood to diamonds, a walled-in plant
+ * (docs/crafter.md). Both are deterministic given the seed and the game. */
+typedef enum ag_crafter_agent_kind {
+  AG_CRAFTER_AGENT_RANDOM = 0,
+  AG_CRAFTER_AGENT_SCRIPTED
+} ag_crafter_agent_kind;
+
+typedef struct ag_crafter_agent ag_crafter_agent;
+
+/* "random" or "scripted" to a kind; an error for anything else. */
+ag_status ag_crafter_agent_kind_parse(const char *name, ag_crafter_agent_kind *kind);
+ag_status ag_crafter_agent_create(ag_crafter_agent_kind kind, int64_t seed, ag_crafter_agent **out);
+void ag_crafter_agent_destroy(ag_crafter_agent *agent);
+/* The action for the env's current state (after reset or a step), in
+ * [0, AG_CRAFTER_ACTION_COUNT). The scripted agent notices a new episode by
+ * itself (a reset); one agent plays one env at a time. -1 with an error set
+ * when env is NULL or not reset. */
+int ag_crafter_agent_act(ag_crafter_agent *agent, const ag_crafter_env *env);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,14 +1,18 @@
-/* `agora crafter replay|render|eval|bench`: the Crafter game (issue 6). Flag parsing and
+/* `agora crafter replay|render|eval|play|bench`: the Crafter game (issue 6). Flag parsing and
  * output only; the work is in libagora (agora/crafter.h). */
 #include "agora/crafter.h"
 
 #include "cli/args.h"
 #include "cli/cli.h"
-#include "worlds/crafter/crafter_internal.h" /* numpy's RandomState, for --steps */
+#include "worlds/crafter/crafter_internal.h" /* env->length for eval --length; bench */
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+int ag_cli_crafter_play(int argc, char **argv); /* crafter_play.c */
 
 static int cmd_replay(int argc, char **argv) {
   bool impose = false;
@@ -45,10 +49,32 @@ static int cmd_replay(int argc, char **argv) {
   return 0;
 }
 
+/* Makes DIR (and missing parents); an error when it exists as something else. */
+static ag_status make_dir(const char *dir) {
+  struct stat sb;
+  if (stat(dir, &sb) == 0) {
+    if (S_ISDIR(sb.st_mode)) return AG_OK;
+    return ag_error_set(AG_ERR_IO, "crafter render: %s exists and is not a directory", dir);
+  }
+  char path[4096];
+  if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
+    return ag_error_set(AG_ERR_INVALID, "crafter render: directory name too long");
+  for (char *p = path + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(path, 0777) && errno != EEXIST)
+      return ag_error_set(AG_ERR_IO, "crafter render: cannot create %s: %s", path, strerror(errno));
+    *p = '/';
+  }
+  if (mkdir(path, 0777) && errno != EEXIST)
+    return ag_error_set(AG_ERR_IO, "crafter render: cannot create %s: %s", path, strerror(errno));
+  return AG_OK;
+}
+
 static int cmd_render(int argc, char **argv) {
   int64_t seed = 0, steps = 0;
   int size = AG_CRAFTER_OBS_SIZE;
-  const char *out = NULL, *assets = NULL;
+  const char *out = NULL, *video = NULL, *assets = NULL, *agent_name = "random";
   ag_flag flags[] = {
       {.name = "seed",
        .type = AG_FLAG_INT64,
@@ -59,16 +85,26 @@ static int cmd_render(int argc, char **argv) {
        .type = AG_FLAG_STRING,
        .value = &out,
        .metavar = "PNG",
-       .help = "the frame to write (PNG, written atomically)",
-       .required = true},
+       .help = "write the frame after the steps here (PNG, written atomically)"},
+      {.name = "video",
+       .type = AG_FLAG_STRING,
+       .value = &video,
+       .metavar = "DIR",
+       .help = "instead write every frame, DIR/frame-000000.png (after reset) to "
+               "frame-NNNNNN.png (after step N), each atomically; DIR is created"},
       {.name = "steps",
        .type = AG_FLAG_INT64,
        .value = &steps,
        .metavar = "N",
        .min = 0,
        .max = 1e7,
-       .help = "random actions first (RandomState(S + 12345).randint(0, 17), as the golden "
-               "random files); stops early when the episode ends"},
+       .help = "actions of the agent first; stops early when the episode ends"},
+      {.name = "agent",
+       .type = AG_FLAG_CHOICE,
+       .value = &agent_name,
+       .choices = "random|scripted",
+       .help = "who acts: random = RandomState(S + 12345).randint(0, 17), as the golden random "
+               "files draw them; scripted = the hand-written policy (eval --agent scripted)"},
       {.name = "size",
        .type = AG_FLAG_INT,
        .value = &size,
@@ -85,49 +121,69 @@ static int cmd_render(int argc, char **argv) {
   };
   ag_command cmd = {
       .name = "crafter render",
-      .summary = "Writes the pixel frame of a Crafter game after reset (or after --steps random "
-                 "actions), bit for bit the original's observation.",
+      .summary = "Writes the pixel frame of a Crafter game after reset (or after --steps actions "
+                 "of an agent), bit for bit the original's observation; --video writes every "
+                 "frame of the way.",
       .flags = flags,
       .flag_count = (int)(sizeof flags / sizeof *flags),
   };
   ag_args_result res = ag_args_parse(&cmd, argc, argv, NULL, 0, NULL);
   if (res == AG_ARGS_HELP) return 0;
   if (res != AG_ARGS_OK) return 2;
+  if (!out == !video) return ag_args_usage_error(&cmd, "give one of --out PNG or --video DIR");
+  ag_crafter_agent_kind kind;
+  if (ag_crafter_agent_kind_parse(agent_name, &kind)) return ag_cli_error("%s", ag_error_message());
   ag_crafter_textures *tex = NULL;
   ag_crafter_env *env = NULL;
+  ag_crafter_agent *agent = NULL;
   uint8_t *rgb = malloc((size_t)size * size * 3);
   int rc = 1;
+  int64_t frames = 0;
+  char path[4200];
   if (!rgb) {
     ag_cli_error("out of memory");
     goto done;
   }
-  if (ag_crafter_textures_load(assets, &tex) || ag_crafter_create(seed, &env) ||
-      ag_crafter_reset(env)) {
-    ag_cli_error("%s", ag_error_message());
-    goto done;
-  }
-  // The golden files' random actions: numpy's RandomState(S + 12345).
-  ag_crafter_rng r;
-  ag_crafter_rng_seed(&r, (uint32_t)((uint64_t)seed + 12345u));
+  ag_status st = ag_crafter_textures_load(assets, &tex);
+  if (!st) st = ag_crafter_create(seed, &env);
+  if (!st) st = ag_crafter_reset(env);
+  if (!st) st = ag_crafter_agent_create(kind, seed, &agent);
+  if (!st && video) st = make_dir(video);
   bool over = false;
-  for (int64_t k = 0; k < steps && !over; k++)
-    if (ag_crafter_step(env, (int)ag_crafter_rng_randint(&r, 0, AG_CRAFTER_ACTION_COUNT), NULL,
-                        &over, NULL)) {
-      ag_cli_error("%s", ag_error_message());
-      goto done;
+  for (int64_t k = 0; !st; k++) {
+    if (video || k == steps || over) {
+      st = size == AG_CRAFTER_OBS_SIZE ? ag_crafter_observe_pixels(env, tex, rgb)
+                                       : ag_crafter_render(env, tex, size, size, rgb);
+      if (st) break;
+      if (video) {
+        snprintf(path, sizeof path, "%s/frame-%06lld.png", video, (long long)k);
+        st = ag_crafter_write_png(path, rgb, size, size);
+      } else {
+        st = ag_crafter_write_png(out, rgb, size, size);
+      }
+      if (st) break;
+      frames++;
     }
-  ag_status st = size == AG_CRAFTER_OBS_SIZE ? ag_crafter_observe_pixels(env, tex, rgb)
-                                             : ag_crafter_render(env, tex, size, size, rgb);
-  if (!st) st = ag_crafter_write_png(out, rgb, size, size);
+    if (k == steps || over) break;
+    int action = ag_crafter_agent_act(agent, env);
+    st = action < 0 ? AG_ERR_INVALID : ag_crafter_step(env, action, NULL, &over, NULL);
+  }
   if (st) {
     ag_cli_error("%s", ag_error_message());
     goto done;
   }
-  printf("wrote %s (%dx%d, seed %lld, step %lld)\n", out, size, size, (long long)seed,
-         (long long)env->step);
+  if (video)
+    printf("wrote %lld frames to %s (frame-000000.png .. frame-%06lld.png, %dx%d, seed %lld, %s "
+           "agent)%s\n",
+           (long long)frames, video, (long long)frames - 1, size, size, (long long)seed, agent_name,
+           over ? "; the episode ended" : "");
+  else
+    printf("wrote %s (%dx%d, seed %lld, step %lld)\n", out, size, size, (long long)seed,
+           (long long)env->step);
   rc = 0;
 done:
   free(rgb);
+  ag_crafter_agent_destroy(agent);
   ag_crafter_destroy(env);
   ag_crafter_textures_free(tex);
   return rc;
@@ -135,22 +191,31 @@ done:
 
 static int cmd_eval(int argc, char **argv) {
   const char *agent = "random";
-  int64_t episodes = 10, seed = 0;
+  int64_t episodes = 10, seed = 0, length = AG_CRAFTER_DEFAULT_LENGTH;
   bool json = false;
   ag_flag flags[] = {
       {.name = "agent",
        .type = AG_FLAG_CHOICE,
        .value = &agent,
-       .choices = "random",
+       .choices = "random|scripted",
        .help = "the agent: random = uniform actions from numpy's RandomState(S + 12345), one "
-               "stream across episodes (episode 1 is then the golden random trajectory)"},
+               "stream across episodes (episode 1 is then the golden random trajectory); "
+               "scripted = a hand-written policy from the semantic view and the inventory "
+               "(docs/crafter.md)"},
       {.name = "episodes",
        .type = AG_FLAG_INT64,
        .value = &episodes,
        .metavar = "N",
        .min = 1,
        .max = 1e7,
-       .help = "episodes to play (each to death or 10,000 steps)"},
+       .help = "episodes to play (each to death or --length steps)"},
+      {.name = "length",
+       .type = AG_FLAG_INT64,
+       .value = &length,
+       .metavar = "N",
+       .min = 1,
+       .max = 1e9,
+       .help = "steps until an episode ends, as crafter.Env(length=N) (BALROG uses 2000)"},
       {.name = "seed",
        .type = AG_FLAG_INT64,
        .value = &seed,
@@ -173,29 +238,34 @@ static int cmd_eval(int argc, char **argv) {
   ag_args_result res = ag_args_parse(&cmd, argc, argv, NULL, 0, NULL);
   if (res == AG_ARGS_HELP) return 0;
   if (res != AG_ARGS_OK) return 2;
+  ag_crafter_agent_kind kind;
+  if (ag_crafter_agent_kind_parse(agent, &kind)) return ag_cli_error("%s", ag_error_message());
   ag_crafter_env *env = NULL;
-  if (ag_crafter_create(seed, &env)) return ag_cli_error("%s", ag_error_message());
-  ag_crafter_rng r;
-  ag_crafter_rng_seed(&r, (uint32_t)((uint64_t)seed + 12345u));
+  ag_crafter_agent *player = NULL;
+  if (ag_crafter_create(seed, &env) || ag_crafter_agent_create(kind, seed, &player)) {
+    ag_crafter_destroy(env);
+    return ag_cli_error("%s", ag_error_message());
+  }
+  env->length = length; // crafter.Env(length=...)
   ag_crafter_tally tally = {0};
-  for (int64_t e = 0; e < episodes; e++) {
-    if (ag_crafter_reset(env)) {
-      ag_crafter_destroy(env);
-      return ag_cli_error("%s", ag_error_message());
-    }
+  ag_status st = AG_OK;
+  for (int64_t e = 0; e < episodes && !st; e++) {
+    st = ag_crafter_reset(env);
     bool done = false;
     double ret = 0, reward = 0;
     ag_crafter_info info;
     ag_crafter_get_info(env, &info);
-    while (!done) {
-      int action = (int)ag_crafter_rng_randint(&r, 0, AG_CRAFTER_ACTION_COUNT);
-      if (ag_crafter_step(env, action, &reward, &done, &info)) {
-        ag_crafter_destroy(env);
-        return ag_cli_error("%s", ag_error_message());
-      }
+    while (!st && !done) {
+      int action = ag_crafter_agent_act(player, env);
+      st = action < 0 ? AG_ERR_INVALID : ag_crafter_step(env, action, &reward, &done, &info);
       ret += reward;
     }
-    ag_crafter_tally_add(&tally, info.achievements, info.step, ret);
+    if (!st) ag_crafter_tally_add(&tally, info.achievements, info.step, ret);
+  }
+  ag_crafter_agent_destroy(player);
+  if (st) {
+    ag_crafter_destroy(env);
+    return ag_cli_error("%s", ag_error_message());
   }
   ag_crafter_destroy(env);
   double rates[AG_CRAFTER_ACHIEVEMENT_COUNT];
@@ -204,8 +274,9 @@ static int cmd_eval(int argc, char **argv) {
   double mean_length = (double)tally.steps / (double)tally.episodes;
   double mean_return = tally.total_return / (double)tally.episodes;
   if (json) {
-    printf("{\"agent\": \"%s\", \"episodes\": %lld, \"seed\": %lld, \"success_rates\": {", agent,
-           (long long)episodes, (long long)seed);
+    printf("{\"agent\": \"%s\", \"episodes\": %lld, \"seed\": %lld, \"length\": %lld, "
+           "\"success_rates\": {",
+           agent, (long long)episodes, (long long)seed, (long long)length);
     for (int a = 0; a < AG_CRAFTER_ACHIEVEMENT_COUNT; a++)
       printf("%s\"%s\": %.17g", a ? ", " : "", ag_crafter_achievement_name(a), rates[a]);
     printf("}, \"score\": %.17g, \"mean_length\": %.17g, \"mean_return\": %.17g}\n", score,
@@ -353,10 +424,11 @@ int ag_cli_crafter(int argc, char **argv) {
   static const ag_cli_verb verbs[] = {
       {"replay", "replay a golden file from the original and compare every recorded field",
        cmd_replay},
-      {"render", "write the pixel frame of a game (after reset or N random steps) as PNG",
+      {"render", "write the pixel frame of a game (after reset or N agent steps), or --video",
        cmd_render},
       {"eval", "play N episodes with an agent; success rate per achievement and the score",
        cmd_eval},
+      {"play", "play it in the terminal (or --actions LIST without one)", ag_cli_crafter_play},
       {"bench", "single-thread steps per second (pixels and semantic) and reset time", cmd_bench},
   };
   static const ag_cli_area_help area = {

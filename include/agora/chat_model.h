@@ -45,6 +45,16 @@ typedef struct ag_chat_params {
   uint64_t seed;
   const char *stop[AG_GENERATE_MAX_STOPS]; /* the reply ends before the first one */
   int stop_count;
+  /* Local: keep generating past the model's EOS ids and the template's
+   * end of turn (benchmarks); an endpoint or a function ignores it. */
+  bool ignore_eos;
+  /* Streaming (NULL: none): called with each piece of reply i's text as it
+   * becomes final (index i of the call); the pieces make up out[i].content.
+   * The local engine calls it while generating (whole UTF-8 characters, as
+   * ag_generate does); an endpoint or a function once per reply, with the
+   * whole content, when the call has succeeded. */
+  ag_text_fn on_text;
+  void *user;
 } ag_chat_params;
 
 /* ag_sampling_defaults(), 256 tokens, seed 0, no stop strings. */
@@ -55,6 +65,9 @@ typedef struct ag_chat_reply {
   ag_finish_reason finish; /* "stop" from an endpoint maps to AG_FINISH_EOS */
   int64_t prompt_tokens;   /* as counted by the model (an endpoint's usage) */
   int64_t completion_tokens;
+  /* Local, with the truncate option: prompt tokens left out to fit the
+   * context (the oldest messages dropped whole, then the start of the rest). */
+  int64_t dropped_tokens;
 } ag_chat_reply;
 
 /* Frees the contents of n replies and zeroes them. */
@@ -66,6 +79,10 @@ typedef struct ag_chat_model_options {
    * model without a template and no override cannot be opened as a chat
    * model (an error saying so and naming this option). */
   const char *chat_template;
+  /* Local: a model without a template agora renders, and no chat_template,
+   * chats with the plain template instead of failing (a warning at the first
+   * reply says why when the model has a template agora does not render). */
+  bool plain_fallback;
   /* Local: sequences decoded together at most (0: all replies of a call). */
   int64_t max_batch;
   /* Local: drop the start of a conversation too long for the context

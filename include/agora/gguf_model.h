@@ -1,8 +1,9 @@
 /* Transformers from llama.cpp GGUF files (lm layer).
  *
  * Architectures (general.architecture): "llama" (Llama 1/2/3, Mistral,
- * TinyLlama, SmolLM... as llama.cpp converts them) and "qwen2". The network's
- * shape comes from the metadata ({arch}.context_length, embedding_length,
+ * TinyLlama, SmolLM... as llama.cpp converts them), "qwen2" and "gpt2"
+ * (below). The network's shape comes from the metadata
+ * ({arch}.context_length, embedding_length,
  * block_count, feed_forward_length, attention.head_count, head_count_kv,
  * attention.key_length, attention.layer_norm_rms_epsilon, rope.freq_base,
  * rope.dimension_count, rope.scaling.*), the weights from the llama.cpp
@@ -23,7 +24,24 @@
  * Face's rotate-half layout to the interleaved pairs its rotary kernel uses
  * (within a head of D rows, HF row s*D/2 + i becomes row 2i + s); the loader
  * undoes that, so the model runs agora's rotate-half rotary embeddings.
- * Qwen2 files are not permuted (llama.cpp rotates them rotate-half). */
+ * Qwen2 files are not permuted (llama.cpp rotates them rotate-half).
+ *
+ * "gpt2" (as llama.cpp's converter writes GPT-2) maps onto agora's GPT-2
+ * (agora/transformer.h): gpt2.context_length, embedding_length, block_count,
+ * feed_forward_length, attention.head_count, attention.layer_norm_epsilon;
+ *
+ *   token_embd / position_embd.weight  transformer.wte / wpe.weight
+ *   blk.N.attn_norm.weight, .bias      transformer.h.N.ln_1.weight, .bias
+ *   blk.N.attn_qkv.weight, .bias       transformer.h.N.attn.c_attn.weight, .bias
+ *   blk.N.attn_output.weight, .bias    transformer.h.N.attn.c_proj.weight, .bias
+ *   blk.N.ffn_norm.weight, .bias       transformer.h.N.ln_2.weight, .bias
+ *   blk.N.ffn_up / ffn_down            transformer.h.N.mlp.c_fc / c_proj
+ *   output_norm.weight, .bias          transformer.ln_f.weight, .bias
+ *
+ * already in the (out, in) layout (the converter transposed GPT-2's Conv1D
+ * weights). output.weight, the converter's copy of token_embd.weight, must
+ * equal it (agora's GPT-2 ties its LM head); position_embd.weight must have
+ * context_length rows. */
 #ifndef AGORA_GGUF_MODEL_H
 #define AGORA_GGUF_MODEL_H
 

@@ -1,6 +1,8 @@
 /* `agora lm generate|chat|eval|info`: language models from a Hugging Face
  * folder or a GGUF file. Flag parsing and output only; the work is in
- * libagora (agora/lm_model.h, agora/generate.h). */
+ * libagora (agora/lm_model.h, agora/generate.h; conversations through
+ * agora/chat_model.h). */
+#include "agora/chat_model.h"
 #include "agora/generate.h"
 #include "agora/json.h"
 #include "cli/args.h"
@@ -178,12 +180,6 @@ static void stream_text(void *user, int64_t index, const char *text, size_t byte
   if (*(bool *)user) fflush(stdout);
 }
 
-static int64_t total_tokens(const ag_generation *g, int64_t n) {
-  int64_t sum = 0;
-  for (int64_t i = 0; i < n; i++) sum += g[i].tokens.count;
-  return sum;
-}
-
 /* A conversation from a JSON "messages" array (strings borrowed from it). */
 static int read_messages(json_t *array, ag_chat_message **out, int *n, const char *where) {
   size_t count = json_array_size(array);
@@ -206,176 +202,226 @@ static int read_messages(json_t *array, ag_chat_message **out, int *n, const cha
   return 0;
 }
 
-/* The template to chat with: the model's, or --template, or agora's plain
- * one when the model has none. */
-static int chat_template_for(const ag_lm *lm, const char *name, const ag_chat_template **out) {
-  if (name) {
-    if (ag_chat_template_by_name(name, out)) return ag_cli_error("%s", ag_error_message());
-    return 0;
-  }
-  if (lm->chat_template) {
-    *out = lm->chat_template;
-    return 0;
-  }
-  if (lm->chat_template_note[0])
-    ag_warn("the model's chat template is not one agora renders (%s); using the plain template",
-            lm->chat_template_note);
-  ag_chat_template_by_family(AG_CHAT_PLAIN, out);
-  return 0;
-}
-
-/* Render options for the plain template: the model's own BOS/EOS text. */
-static ag_chat_render_options render_options(const ag_lm *lm, const ag_chat_template *t) {
-  ag_chat_render_options r = {.add_generation_prompt = true};
-  if (ag_chat_template_family(t) == AG_CHAT_PLAIN) {
-    size_t n;
-    const char *bos = lm->add_bos ? ag_tok_token_text(lm->tokenizer, lm->bos_id, &n) : NULL;
-    int32_t eos = ag_tok_special_id(lm->tokenizer, AG_TOK_EOS);
-    const char *eos_text = eos >= 0 ? ag_tok_token_text(lm->tokenizer, eos, &n) : NULL;
-    r.bos_token = bos ? bos : "";
-    if (eos_text) r.eos_token = eos_text;
-  }
-  return r;
-}
-
-/* Rendered conversation -> ids: the template writes BOS text itself when
- * the family has one; the plain template's BOS comes from render_options.
- * A generation prompt's final space ("assistant: ") is left for the model
- * to write, as the library's chat models do (see src/lm/chat_model.c). */
-static ag_status encode_rendered(const ag_lm *lm, const char *text, ag_tok_ids *ids) {
-  size_t len = strlen(text);
-  if (len > 0 && text[len - 1] == ' ') len--;
-  return ag_tok_encode(lm->tokenizer, text, len, 0, ids);
-}
-
-/* Stop ids and strings that end an assistant turn. */
-static void turn_stops(const ag_lm *lm, const ag_chat_template *t, ag_generate_options *o) {
-  const char *marker = ag_chat_template_end_of_turn(t);
-  if (marker) {
-    int32_t id = ag_tok_find(lm->tokenizer, marker, strlen(marker));
-    if (id >= 0 && o->stop_id_count < AG_GENERATE_MAX_STOPS) o->stop_ids[o->stop_id_count++] = id;
-    if (o->stop_count < AG_GENERATE_MAX_STOPS) o->stop[o->stop_count++] = marker;
-  } else if (o->stop_count < AG_GENERATE_MAX_STOPS) {
-    o->stop[o->stop_count++] = "\nuser:"; /* plain: a model that does not emit EOS */
-  }
-}
-
 /* ---- generate ----------------------------------------------------------------------- */
 
+/* Conversations go through the library's chat model (agora/chat_model.h):
+ * the model's template (agora's plain one when it has none), its
+ * end-of-turn stops, one random stream per prompt. Plain prompts are
+ * continued by ag_generate on the same model. */
 typedef struct generate_job {
-  ag_lm *lm;
-  const ag_chat_template *chat; /* --chat: prompts are user messages */
-  ag_generate_options options;
+  ag_chat_model *chat_model;
+  ag_lm *lm;                   /* the chat model's */
+  bool chat;                   /* --chat: prompts are user messages */
+  ag_generate_options options; /* plain prompts */
+  ag_chat_params params;       /* conversations */
   bool as_json, terminal, quiet;
 } generate_job;
 
-/* One prompt's text -> ids: as is (BOS added), or as a user message. */
-static int prompt_ids(const generate_job *job, const char *prompt, json_t *messages,
-                      const char *where, ag_tok_ids *ids) {
-  if (!job->chat && !messages) {
-    if (ag_lm_encode_prompt(job->lm, prompt, strlen(prompt), ids))
-      return ag_cli_error("%s: %s", where, ag_error_message());
-    return 0;
-  }
-  ag_chat_message one = {.role = "user", .content = prompt}, *m = &one;
-  int n = 1, rc = 0;
-  const ag_chat_template *t = job->chat;
-  if (!t && (rc = chat_template_for(job->lm, NULL, &t))) return rc;
-  if (messages && (rc = read_messages(messages, &m, &n, where))) return rc;
-  ag_chat_render_options r = render_options(job->lm, t);
-  char *text = NULL;
-  if (ag_chat_render(t, m, n, &r, &text) || encode_rendered(job->lm, text, ids))
-    rc = ag_cli_error("%s: %s", where, ag_error_message());
-  free(text);
-  if (m != &one) free(m);
-  return rc;
+/* What a prompt gave, from a generation or a chat reply. */
+typedef struct result {
+  const char *text;
+  size_t bytes;
+  ag_finish_reason finish;
+  int64_t prompt_tokens, tokens, dropped_tokens;
+} result;
+
+static result of_generation(const ag_generation *g) {
+  return (result){g->text.data ? g->text.data : "",
+                  g->text.size,
+                  g->finish,
+                  g->prompt_tokens,
+                  g->tokens.count,
+                  g->dropped_tokens};
 }
 
+static result of_reply(const ag_chat_reply *r) {
+  return (result){r->content ? r->content : "",
+                  r->content ? strlen(r->content) : 0,
+                  r->finish,
+                  r->prompt_tokens,
+                  r->completion_tokens,
+                  r->dropped_tokens};
+}
+
+/* --prompt: the text continued, or under --chat replied to as a user
+ * message; streamed to stdout unless --json. */
 static int generate_one(generate_job *job, const char *prompt) {
-  ag_tok_ids ids = {0};
-  int rc = prompt_ids(job, prompt, NULL, "--prompt", &ids);
-  if (rc) return rc;
   ag_generation g = {0};
-  if (!job->as_json) {
-    job->options.on_text = stream_text;
-    job->options.user = &job->terminal;
-  }
+  ag_chat_reply reply = {0};
+  ag_tok_ids ids = {0};
   double start = ag_time_seconds();
-  ag_status st = ag_generate_ids(job->lm, &ids, 1, &job->options, &g);
+  int rc = 0;
+  if (job->chat) {
+    ag_chat_message message = {.role = "user", .content = prompt};
+    ag_chat_conversation c = {&message, 1, 0};
+    if (!job->as_json) {
+      job->params.on_text = stream_text;
+      job->params.user = &job->terminal;
+    }
+    if (ag_chat_model_reply(job->chat_model, &c, 1, &job->params, &reply))
+      rc = ag_cli_error("%s", ag_error_message());
+  } else {
+    if (!job->as_json) {
+      job->options.on_text = stream_text;
+      job->options.user = &job->terminal;
+    }
+    if (ag_lm_encode_prompt(job->lm, prompt, strlen(prompt), &ids))
+      rc = ag_cli_error("--prompt: %s", ag_error_message());
+    else if (ag_generate_ids(job->lm, &ids, 1, &job->options, &g))
+      rc = ag_cli_error("%s", ag_error_message());
+  }
   double seconds = ag_time_seconds() - start;
   ag_tok_ids_free(&ids);
-  if (st) {
-    ag_generation_free(&g, 1);
-    return ag_cli_error("%s", ag_error_message());
-  }
-  if (g.dropped_tokens > 0)
+  result res = job->chat ? of_reply(&reply) : of_generation(&g);
+  if (!rc && res.dropped_tokens > 0)
     ag_warn("the prompt lost its first %lld tokens to fit the context (--truncate)",
-            (long long)g.dropped_tokens);
-  if (job->as_json) {
+            (long long)res.dropped_tokens);
+  if (!rc && job->as_json) {
     rc = print_json_line(json_pack(
-        "{s:o, s:s, s:I, s:I, s:f, s:f}", "text", json_bytes(g.text.data, g.text.size),
-        "finish_reason", ag_finish_reason_name(g.finish), "prompt_tokens",
-        (json_int_t)g.prompt_tokens, "generated_tokens", (json_int_t)g.tokens.count, "seconds",
-        seconds, "tokens_per_second", seconds > 0 ? (double)g.tokens.count / seconds : 0.0));
-  } else {
+        "{s:o, s:s, s:I, s:I, s:f, s:f}", "text", json_bytes(res.text, res.bytes), "finish_reason",
+        ag_finish_reason_name(res.finish), "prompt_tokens", (json_int_t)res.prompt_tokens,
+        "generated_tokens", (json_int_t)res.tokens, "seconds", seconds, "tokens_per_second",
+        seconds > 0 ? (double)res.tokens / seconds : 0.0));
+  } else if (!rc) {
     if (job->terminal) putchar('\n');
     if (fflush(stdout) != 0) rc = ag_cli_error("cannot write stdout: %s", strerror(errno));
     if (!job->quiet && isatty(STDERR_FILENO))
-      ag_info("%lld tokens in %.2f s (%.1f tokens/s), finished by %s", (long long)g.tokens.count,
-              seconds, seconds > 0 ? g.tokens.count / seconds : 0.0,
-              ag_finish_reason_name(g.finish));
+      ag_info("%lld tokens in %.2f s (%.1f tokens/s), finished by %s", (long long)res.tokens,
+              seconds, seconds > 0 ? res.tokens / seconds : 0.0, ag_finish_reason_name(res.finish));
   }
   ag_generation_free(&g, 1);
+  ag_chat_reply_clear(&reply, 1);
   return rc;
 }
 
 /* Writes the results of prompts [first, first + n) as JSONL lines. */
-static int write_results(const ag_generation *g, json_t **lines, int64_t first, int64_t n) {
+static int write_results(const result *res, json_t **lines, int64_t first, int64_t n) {
   for (int64_t i = 0; i < n; i++) {
     json_t *o = json_object();
     json_object_set_new(o, "index", json_integer((json_int_t)(first + i)));
     json_t *id = json_object_get(lines[i], "id");
     if (id) json_object_set(o, "id", id);
-    json_object_set_new(o, "text", json_bytes(g[i].text.data, g[i].text.size));
-    json_object_set_new(o, "finish_reason", json_string(ag_finish_reason_name(g[i].finish)));
-    json_object_set_new(o, "prompt_tokens", json_integer((json_int_t)g[i].prompt_tokens));
-    json_object_set_new(o, "generated_tokens", json_integer((json_int_t)g[i].tokens.count));
+    json_object_set_new(o, "text", json_bytes(res[i].text, res[i].bytes));
+    json_object_set_new(o, "finish_reason", json_string(ag_finish_reason_name(res[i].finish)));
+    json_object_set_new(o, "prompt_tokens", json_integer((json_int_t)res[i].prompt_tokens));
+    json_object_set_new(o, "generated_tokens", json_integer((json_int_t)res[i].tokens));
     int rc = print_json_line(o);
     if (rc) return rc;
   }
   return 0;
 }
 
+/* A batch of JSONL lines: conversations (a "messages" array, or a prompt
+ * under --chat) through the chat model, plain prompts through ag_generate.
+ * Line first + i samples from stream first + i either way. */
+typedef struct prompt_batch {
+  ag_chat_conversation *convs;
+  ag_chat_message *single; /* per line: a --chat prompt as a user message */
+  ag_chat_message **owned; /* per line: a "messages" array read */
+  ag_chat_reply *replies;  /* convs' */
+  ag_tok_ids *ids;         /* plain prompts' */
+  uint64_t *streams;       /* plain prompts' */
+  ag_generation *g;        /* plain prompts' */
+  int64_t *slot;           /* per line: its index in convs or ids */
+  bool *is_chat;           /* per line */
+  result *res;             /* per line */
+  int64_t chats, plains;
+} prompt_batch;
+
+static void batch_free(prompt_batch *b, int64_t n) {
+  for (int64_t i = 0; b->owned && i < n; i++) free(b->owned[i]);
+  for (int64_t i = 0; b->ids && i < b->plains; i++) ag_tok_ids_free(&b->ids[i]);
+  if (b->replies) ag_chat_reply_clear(b->replies, b->chats);
+  if (b->g) ag_generation_free(b->g, b->plains);
+  free(b->convs);
+  free(b->single);
+  free(b->owned);
+  free(b->replies);
+  free(b->ids);
+  free(b->streams);
+  free(b->g);
+  free(b->slot);
+  free(b->is_chat);
+  free(b->res);
+}
+
+/* Line i of the batch into b: a conversation or a plain prompt's ids. */
+static int batch_add(generate_job *job, prompt_batch *b, json_t *line, int64_t i, int64_t index,
+                     const char *where) {
+  json_t *messages = json_object_get(line, "messages");
+  const char *prompt = json_string_value(json_object_get(line, "prompt"));
+  if (!prompt) prompt = json_string_value(json_object_get(line, "text"));
+  if (!prompt && !messages)
+    return ag_cli_error("%s: each line needs a string \"prompt\" (or \"text\") or a "
+                        "\"messages\" array",
+                        where);
+  b->is_chat[i] = messages || job->chat;
+  if (!b->is_chat[i]) {
+    b->slot[i] = b->plains++;
+    b->streams[b->slot[i]] = (uint64_t)index;
+    if (ag_lm_encode_prompt(job->lm, prompt, strlen(prompt), &b->ids[b->slot[i]]))
+      return ag_cli_error("%s: %s", where, ag_error_message());
+    return 0;
+  }
+  ag_chat_conversation *c = &b->convs[b->chats];
+  b->slot[i] = b->chats++;
+  *c = (ag_chat_conversation){.messages = &b->single[i], .count = 1, .stream = (uint64_t)index};
+  if (messages) {
+    int rc = read_messages(messages, &b->owned[i], &c->count, where);
+    if (rc) return rc;
+    c->messages = b->owned[i];
+  } else {
+    b->single[i] = (ag_chat_message){.role = "user", .content = prompt};
+  }
+  /* Rendered here only to name the line a template refuses. */
+  char *text = NULL;
+  ag_status st = ag_chat_model_prompt(job->chat_model, c->messages, c->count, &text);
+  free(text);
+  return st ? ag_cli_error("%s: %s", where, ag_error_message()) : 0;
+}
+
 /* Generates a batch of JSONL lines; lines are freed by the caller. */
 static int generate_batch(generate_job *job, json_t **lines, int64_t first, int64_t n,
                           const char *path, const int64_t *line_numbers, int64_t *tokens) {
-  ag_tok_ids *ids = calloc((size_t)n, sizeof *ids);
-  ag_generation *g = calloc((size_t)n, sizeof *g);
-  int rc = !ids || !g ? ag_cli_error("out of memory") : 0;
+  prompt_batch b = {0};
+  size_t count = (size_t)n;
+  b.convs = calloc(count, sizeof *b.convs);
+  b.single = calloc(count, sizeof *b.single);
+  b.owned = calloc(count, sizeof *b.owned);
+  b.replies = calloc(count, sizeof *b.replies);
+  b.ids = calloc(count, sizeof *b.ids);
+  b.streams = calloc(count, sizeof *b.streams);
+  b.g = calloc(count, sizeof *b.g);
+  b.slot = calloc(count, sizeof *b.slot);
+  b.is_chat = calloc(count, sizeof *b.is_chat);
+  b.res = calloc(count, sizeof *b.res);
+  int rc = !b.convs || !b.single || !b.owned || !b.replies || !b.ids || !b.streams || !b.g ||
+                   !b.slot || !b.is_chat || !b.res
+               ? ag_cli_error("out of memory")
+               : 0;
   for (int64_t i = 0; !rc && i < n; i++) {
     char where[600];
     snprintf(where, sizeof where, "%s:%lld", path, (long long)line_numbers[i]);
-    json_t *messages = json_object_get(lines[i], "messages");
-    const char *prompt = json_string_value(json_object_get(lines[i], "prompt"));
-    if (!prompt) prompt = json_string_value(json_object_get(lines[i], "text"));
-    if (!prompt && !messages)
-      rc = ag_cli_error("%s: each line needs a string \"prompt\" (or \"text\") or a "
-                        "\"messages\" array",
-                        where);
-    if (!rc) rc = prompt_ids(job, prompt ? prompt : "", messages, where, &ids[i]);
+    rc = batch_add(job, &b, lines[i], i, first + i, where);
   }
-  if (!rc) {
-    job->options.index_base = first;
+  if (!rc && b.plains > 0) {
     job->options.on_text = NULL;
-    if (ag_generate_ids(job->lm, ids, n, &job->options, g))
+    job->options.streams = b.streams;
+    if (ag_generate_ids(job->lm, b.ids, b.plains, &job->options, b.g))
+      rc = ag_cli_error("%s: %s", path, ag_error_message());
+    job->options.streams = NULL;
+  }
+  if (!rc && b.chats > 0) {
+    job->params.on_text = NULL;
+    if (ag_chat_model_reply(job->chat_model, b.convs, b.chats, &job->params, b.replies))
       rc = ag_cli_error("%s: %s", path, ag_error_message());
   }
-  if (!rc) rc = write_results(g, lines, first, n);
-  if (!rc) *tokens += total_tokens(g, n);
-  for (int64_t i = 0; ids && i < n; i++) ag_tok_ids_free(&ids[i]);
-  if (g) ag_generation_free(g, n);
-  free(ids);
-  free(g);
+  for (int64_t i = 0; !rc && i < n; i++) {
+    b.res[i] = b.is_chat[i] ? of_reply(&b.replies[b.slot[i]]) : of_generation(&b.g[b.slot[i]]);
+    *tokens += b.res[i].tokens;
+  }
+  if (!rc) rc = write_results(b.res, lines, first, n);
+  batch_free(&b, n);
   return rc;
 }
 
@@ -497,26 +543,41 @@ static int cmd_generate(int argc, char **argv) {
   if (r != AG_ARGS_OK) return r == AG_ARGS_HELP ? 0 : 2;
   if (!prompt == !prompts) return ag_args_usage_error(&cmd, "give either --prompt or --prompts");
   ag_args_apply_common(&common);
-  generate_job job = {
-      .as_json = common.json, .terminal = isatty(STDOUT_FILENO), .quiet = common.quiet};
+  generate_job job = {.chat = chat,
+                      .as_json = common.json,
+                      .terminal = isatty(STDOUT_FILENO),
+                      .quiet = common.quiet};
   job.options = ag_generate_defaults();
   job.options.sampling = sampling_of(&s);
   job.options.max_new_tokens = s.max_tokens;
   job.options.seed = common.seed;
   job.options.truncate = truncate;
   job.options.ignore_eos = ignore_eos;
+  job.params = ag_chat_params_defaults();
+  job.params.sampling = job.options.sampling;
+  job.params.max_tokens = s.max_tokens;
+  job.params.seed = common.seed;
+  job.params.ignore_eos = ignore_eos;
   for (int i = 0; i < stop_count; i++) {
     unescape(stops[i]);
     if (!stops[i][0]) return ag_args_usage_error(&cmd, "--stop needs a non-empty value");
     job.options.stop[job.options.stop_count++] = stops[i];
+    job.params.stop[job.params.stop_count++] = stops[i];
   }
-  int rc = open_model(model, &job.lm);
-  if (rc) return rc;
-  if (chat) rc = chat_template_for(job.lm, NULL, &job.chat);
-  if (!rc)
-    rc = prompt ? generate_one(&job, prompt == EMPTY_PROMPT ? "" : prompt)
-                : generate_file(&job, prompts, batch);
-  ag_lm_close(job.lm);
+  if (ag_chat_model_is_endpoint(model))
+    return ag_cli_error("%s: no such model (expected a Hugging Face model folder or a .gguf file)",
+                        model);
+  /* One model for both kinds of prompt; conversations without a template
+   * of the model's use the plain one. */
+  ag_chat_model_options mo = ag_chat_model_defaults();
+  mo.plain_fallback = true;
+  mo.truncate = truncate;
+  if (ag_chat_model_open(model, &mo, &job.chat_model))
+    return ag_cli_error("%s", ag_error_message());
+  job.lm = ag_chat_model_lm(job.chat_model);
+  int rc = prompt ? generate_one(&job, prompt == EMPTY_PROMPT ? "" : prompt)
+                  : generate_file(&job, prompts, batch);
+  ag_chat_model_close(job.chat_model);
   return rc;
 }
 
@@ -553,8 +614,7 @@ static char *read_line(FILE *f) {
 typedef struct conversation {
   ag_chat_message messages[CHAT_MAX_TURNS];
   char *owned[CHAT_MAX_TURNS]; /* contents we allocated */
-  int count, first;            /* messages[first..count) are sent (plus a system message) */
-  bool has_system;
+  int count;
 } conversation;
 
 static void conversation_free(conversation *c) {
@@ -562,6 +622,7 @@ static void conversation_free(conversation *c) {
 }
 
 static int conversation_add(conversation *c, const char *role, char *content) {
+  if (!content) return ag_cli_error("out of memory");
   if (c->count == CHAT_MAX_TURNS) {
     free(content);
     return ag_cli_error("chat: more than %d messages", CHAT_MAX_TURNS);
@@ -569,29 +630,6 @@ static int conversation_add(conversation *c, const char *role, char *content) {
   c->owned[c->count] = content;
   c->messages[c->count++] = (ag_chat_message){.role = role, .content = content};
   return 0;
-}
-
-/* The ids of the conversation so far, dropping the oldest exchanges (not the
- * system message) until the prompt leaves room for a reply. */
-static int chat_prompt(const ag_lm *lm, const ag_chat_template *t, conversation *c,
-                       int64_t reply_room, ag_tok_ids *ids) {
-  ag_chat_render_options r = render_options(lm, t);
-  ag_chat_message view[CHAT_MAX_TURNS];
-  for (;;) {
-    int n = 0;
-    if (c->has_system) view[n++] = c->messages[0];
-    for (int i = c->first; i < c->count; i++) view[n++] = c->messages[i];
-    char *text = NULL;
-    ids->count = 0;
-    if (ag_chat_render(t, view, n, &r, &text) || encode_rendered(lm, text, ids)) {
-      free(text);
-      return ag_cli_error("%s", ag_error_message());
-    }
-    free(text);
-    if (ids->count + reply_room <= lm->context_length || c->first >= c->count - 1) return 0;
-    c->first += 2; /* forget the oldest user message and its reply */
-    ag_warn("chat: the conversation outgrew the context; forgetting the oldest exchange");
-  }
 }
 
 static int cmd_chat(int argc, char **argv) {
@@ -630,29 +668,27 @@ static int cmd_chat(int argc, char **argv) {
   ag_args_result r = ag_args_parse(&cmd, argc, argv, NULL, 0, NULL);
   if (r != AG_ARGS_OK) return r == AG_ARGS_HELP ? 0 : 2;
   ag_args_apply_common(&common);
-  ag_lm *lm = NULL;
-  int rc = open_model(model, &lm);
-  if (rc) return rc;
-  const ag_chat_template *t = NULL;
-  rc = chat_template_for(lm, template_name, &t);
+  if (ag_chat_model_is_endpoint(model))
+    return ag_cli_error("%s: no such model (expected a Hugging Face model folder or a .gguf file)",
+                        model);
+  /* The oldest exchanges give way when the conversation outgrows the context. */
+  ag_chat_model_options mo = ag_chat_model_defaults();
+  mo.chat_template = template_name;
+  mo.plain_fallback = true;
+  mo.truncate = true;
+  ag_chat_model *m = NULL;
+  if (ag_chat_model_open(model, &mo, &m)) return ag_cli_error("%s", ag_error_message());
   conversation *c = calloc(1, sizeof *c);
-  if (!rc && !c) rc = ag_cli_error("out of memory");
-  if (!rc && system) {
-    char *copy = strdup(system);
-    rc = copy ? conversation_add(c, "system", copy) : ag_cli_error("out of memory");
-    c->has_system = true;
-    c->first = 1;
-  }
-  bool terminal = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
-  ag_generate_options o = ag_generate_defaults();
-  o.sampling = sampling_of(&s);
-  o.max_new_tokens = s.max_tokens;
-  o.seed = common.seed;
-  turn_stops(lm, t, &o);
-  o.on_text = stream_text;
-  bool flush = true;
-  o.user = &flush;
-  ag_tok_ids ids = {0};
+  int rc = c ? 0 : ag_cli_error("out of memory");
+  if (!rc && system) rc = conversation_add(c, "system", strdup(system));
+  bool terminal = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO), flush = true, warned = false;
+  ag_chat_params p = ag_chat_params_defaults();
+  p.sampling = sampling_of(&s);
+  p.max_tokens = s.max_tokens;
+  p.seed = common.seed;
+  p.on_text = stream_text;
+  p.user = &flush;
+  /* Turn t (counting empty lines) samples from stream t. */
   for (int64_t turn = 0; !rc; turn++) {
     if (terminal) {
       fputs("> ", stderr);
@@ -665,33 +701,55 @@ static int cmd_chat(int argc, char **argv) {
       continue;
     }
     rc = conversation_add(c, "user", line);
-    int64_t room =
-        o.max_new_tokens < lm->context_length / 2 ? o.max_new_tokens : lm->context_length / 2;
-    if (!rc) rc = chat_prompt(lm, t, c, room, &ids);
-    ag_generation g = {0};
-    o.index_base = turn;
-    if (!rc && ag_generate_ids(lm, &ids, 1, &o, &g)) rc = ag_cli_error("%s", ag_error_message());
+    ag_chat_conversation conv = {c->messages, c->count, (uint64_t)turn};
+    ag_chat_reply reply = {0};
+    if (!rc && ag_chat_model_reply(m, &conv, 1, &p, &reply))
+      rc = ag_cli_error("%s", ag_error_message());
     if (!rc) {
       putchar('\n');
       fflush(stdout);
-      char *reply = malloc(g.text.size + 1);
-      if (!reply) rc = ag_cli_error("out of memory");
-      if (reply) {
-        memcpy(reply, g.text.data ? g.text.data : "", g.text.size);
-        reply[g.text.size] = '\0';
-        rc = conversation_add(c, "assistant", reply);
-      }
+      if (reply.dropped_tokens > 0 && !warned)
+        ag_warn("chat: the conversation outgrew the context; its oldest messages are left out");
+      warned = warned || reply.dropped_tokens > 0;
+      rc = conversation_add(c, "assistant", strdup(reply.content));
     }
-    ag_generation_free(&g, 1);
+    ag_chat_reply_clear(&reply, 1);
   }
-  ag_tok_ids_free(&ids);
   if (c) conversation_free(c);
   free(c);
-  ag_lm_close(lm);
+  ag_chat_model_close(m);
   return rc;
 }
 
 /* ---- eval --------------------------------------------------------------------------- */
+
+/* eval: a conversation's text as `agora lm train` renders chat data
+ * (agora/lm_train.h): the model's template (plain when it has none), the
+ * tokenizer's BOS/EOS text, no generation prompt. *skip: the bytes of a
+ * leading BOS text, which ag_lm_score_text writes as the BOS id itself. */
+static ag_status eval_render(const ag_lm *lm, const ag_chat_message *m, int n, char **out,
+                             size_t *skip) {
+  const ag_chat_template *t = lm->chat_template;
+  if (!t) ag_chat_template_by_family(AG_CHAT_PLAIN, &t);
+  char *special[2] = {NULL, NULL};
+  const ag_tok_role roles[2] = {AG_TOK_BOS, AG_TOK_EOS};
+  for (int i = 0; i < 2; i++) {
+    int32_t id = ag_tok_special_id(lm->tokenizer, roles[i]);
+    size_t bytes = 0;
+    const char *text = id >= 0 ? ag_tok_token_text(lm->tokenizer, id, &bytes) : NULL;
+    if (text && (special[i] = malloc(bytes + 1)) != NULL) {
+      memcpy(special[i], text, bytes);
+      special[i][bytes] = '\0';
+    }
+  }
+  ag_chat_render_options o = {.bos_token = special[0], .eos_token = special[1]};
+  ag_status st = ag_chat_render(t, m, n, &o, out);
+  size_t bos = special[0] ? strlen(special[0]) : 0;
+  *skip = !st && lm->add_bos && bos > 0 && !strncmp(*out, special[0], bos) ? bos : 0;
+  free(special[0]);
+  free(special[1]);
+  return st;
+}
 
 /* Scores a JSONL file's documents (field, or "messages" rendered). */
 static int eval_jsonl(ag_lm *lm, const char *path, const char *field, int64_t window, int64_t limit,
@@ -699,6 +757,7 @@ static int eval_jsonl(ag_lm *lm, const char *path, const char *field, int64_t wi
   ag_jsonl_reader *r = NULL;
   if (ag_jsonl_open(path, &r)) return ag_cli_error("%s", ag_error_message());
   int rc = 0;
+  bool warned = false;
   ag_progress *p = ag_progress_begin("eval", 0, "documents");
   while (!rc && (limit == 0 || *documents < limit)) {
     json_t *v = NULL;
@@ -710,17 +769,19 @@ static int eval_jsonl(ag_lm *lm, const char *path, const char *field, int64_t wi
     json_t *text = json_object_get(v, field);
     json_t *messages = json_object_get(v, "messages");
     char *rendered = NULL;
+    size_t skip = 0;
     if (!json_is_string(text) && messages) {
       ag_chat_message *m = NULL;
       int n = 0;
-      const ag_chat_template *t = NULL;
       char where[600];
       snprintf(where, sizeof where, "%s:%lld", path, (long long)ag_jsonl_line(r));
       rc = read_messages(messages, &m, &n, where);
-      if (!rc) rc = chat_template_for(lm, NULL, &t);
-      ag_chat_render_options o = t ? render_options(lm, t) : (ag_chat_render_options){0};
-      o.add_generation_prompt = false;
-      if (!rc && ag_chat_render(t, m, n, &o, &rendered))
+      if (!rc && !warned && !lm->chat_template && lm->chat_template_note[0])
+        ag_warn("the model's chat template is not one agora renders (%s); using the plain "
+                "template",
+                lm->chat_template_note);
+      warned = true;
+      if (!rc && eval_render(lm, m, n, &rendered, &skip))
         rc = ag_cli_error("%s: %s", where, ag_error_message());
       free(m);
     } else if (!json_is_string(text)) {
@@ -728,8 +789,8 @@ static int eval_jsonl(ag_lm *lm, const char *path, const char *field, int64_t wi
                         (long long)ag_jsonl_line(r), field);
     }
     if (!rc) {
-      const char *s = rendered ? rendered : json_string_value(text);
-      size_t bytes = rendered ? strlen(rendered) : json_string_length(text);
+      const char *s = rendered ? rendered + skip : json_string_value(text);
+      size_t bytes = rendered ? strlen(rendered) - skip : json_string_length(text);
       if (ag_lm_score_text(lm, s, bytes, window, score))
         rc = ag_cli_error("%s:%lld: %s", path, (long long)ag_jsonl_line(r), ag_error_message());
       (*documents)++;

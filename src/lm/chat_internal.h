@@ -23,9 +23,11 @@ bool ag_chat_local_prompt_space(const ag_chat_template *t);
 ag_status ag_chat_local_ids(const ag_lm *lm, const ag_chat_template *t,
                             const ag_chat_message *messages, int n, bool drop_oldest, int64_t room,
                             ag_tok_ids *out);
-/* Generation options for replies: params' sampling, max_tokens, seed and
- * stop strings, and the template's end-of-turn id (or its text as a stop
- * string when the tokenizer lacks the token). */
+/* Generation options for replies: params' sampling, max_tokens, seed,
+ * ignore_eos and stop strings, and the template's end-of-turn id (or its
+ * text as a stop string when the tokenizer lacks the token; "\nuser:" for
+ * plain, whose turns end with EOS); no end of turn with ignore_eos. The
+ * streaming callback is not copied. */
 ag_status ag_chat_local_options(const ag_lm *lm, const ag_chat_template *t,
                                 const ag_chat_params *params, ag_generate_options *out);
 

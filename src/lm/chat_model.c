@@ -13,6 +13,7 @@
 #define DEFAULT_RETRIES         4
 #define DEFAULT_BACKOFF_SECONDS 1.0
 #define DEFAULT_CONCURRENCY     8
+#define PLAIN_NEXT_TURN         "\nuser:"
 
 typedef enum model_kind { KIND_LOCAL, KIND_ENDPOINT, KIND_FUNCTION } model_kind;
 
@@ -24,6 +25,7 @@ struct ag_chat_model {
   /* local */
   ag_lm *lm;
   const ag_chat_template *chat_template;
+  bool warn_fallback; /* plain_fallback replaced a template agora does not render */
   /* endpoint */
   ag_chat_http *http;
   /* function */
@@ -174,13 +176,16 @@ static ag_status encode_text(const ag_lm *lm, const char *text, ag_tok_ids *out)
   return AG_OK;
 }
 
-ag_status ag_chat_local_ids(const ag_lm *lm, const ag_chat_template *t,
-                            const ag_chat_message *messages, int n, bool drop_oldest, int64_t room,
-                            ag_tok_ids *out) {
+/* ag_chat_local_ids, and *dropped (may be NULL): the tokens the dropped
+ * messages took (the whole conversation's ids less those kept). */
+static ag_status local_ids(const ag_lm *lm, const ag_chat_template *t,
+                           const ag_chat_message *messages, int n, bool drop_oldest, int64_t room,
+                           ag_tok_ids *out, int64_t *dropped) {
   int first = n > 0 && messages[0].role && !strcmp(messages[0].role, "system") ? 1 : 0;
   ag_chat_message *view = malloc((size_t)(n > 0 ? n : 1) * sizeof *view);
   if (!view) return ag_error_set(AG_ERR_NOMEM, "chat model: out of memory");
   int start = first; /* messages[start..n) follow the system message */
+  int64_t whole = -1;
   ag_status st = AG_OK;
   for (;;) {
     int count = 0;
@@ -190,13 +195,21 @@ ag_status ag_chat_local_ids(const ag_lm *lm, const ag_chat_template *t,
     st = ag_chat_local_text(lm, t, view, count, &text);
     if (!st) st = encode_text(lm, text, out);
     free(text);
+    if (whole < 0) whole = out->count;
     if (st || !drop_oldest || out->count + room <= lm->context_length || start >= n - 1) break;
     /* Forget the oldest message, and a reply that would then lead. */
     start++;
     while (start < n - 1 && messages[start].role && strcmp(messages[start].role, "user")) start++;
   }
   free(view);
+  if (dropped) *dropped = !st && whole > out->count ? whole - out->count : 0;
   return st;
+}
+
+ag_status ag_chat_local_ids(const ag_lm *lm, const ag_chat_template *t,
+                            const ag_chat_message *messages, int n, bool drop_oldest, int64_t room,
+                            ag_tok_ids *out) {
+  return local_ids(lm, t, messages, n, drop_oldest, room, out, NULL);
 }
 
 ag_status ag_chat_local_options(const ag_lm *lm, const ag_chat_template *t, const ag_chat_params *p,
@@ -211,9 +224,15 @@ ag_status ag_chat_local_options(const ag_lm *lm, const ag_chat_template *t, cons
   o->sampling = p->sampling;
   o->max_new_tokens = p->max_tokens;
   o->seed = p->seed;
+  o->ignore_eos = p->ignore_eos;
   for (int i = 0; i < p->stop_count; i++) o->stop[o->stop_count++] = p->stop[i];
+  if (p->ignore_eos) return AG_OK; /* the end of turn does not end the reply either */
   const char *marker = ag_chat_template_end_of_turn(t);
-  if (marker) {
+  if (!marker) {
+    /* Plain turns end with EOS; a model that does not write it would go on
+     * to write the next user turn. */
+    if (o->stop_count < AG_GENERATE_MAX_STOPS) o->stop[o->stop_count++] = PLAIN_NEXT_TURN;
+  } else {
     int32_t id = ag_tok_find(lm->tokenizer, marker, strlen(marker));
     if (id >= 0) {
       o->stop_ids[o->stop_id_count++] = id;
@@ -299,6 +318,10 @@ static ag_status open_local(const char *path, const ag_chat_model_options *optio
   free(name);
   if (!st) st = ag_lm_open(path, &m->lm);
   if (!st && !t) t = m->lm->chat_template;
+  if (!st && !t && m->options.plain_fallback) {
+    ag_chat_template_by_family(AG_CHAT_PLAIN, &t);
+    m->warn_fallback = m->lm->chat_template_note[0] != '\0';
+  }
   if (!st && !t)
     st = ag_error_set(AG_ERR_INVALID,
                       "chat model %s: the model has no chat template agora renders%s%s%s; choose "
@@ -364,31 +387,61 @@ ag_status ag_chat_model_prompt(const ag_chat_model *m, const ag_chat_message *me
 
 /* ---- replies ------------------------------------------------------------------------ */
 
+/* Streaming through ag_generate: a reply's first piece loses the space the
+ * prompt left for the model to write, as its content does. */
+typedef struct reply_stream {
+  const ag_chat_params *params;
+  bool strip_space;
+  bool *started; /* per conversation: a non-empty piece went out */
+} reply_stream;
+
+static void stream_piece(void *user, int64_t index, const char *text, size_t bytes) {
+  reply_stream *s = user;
+  if (!s->started[index] && bytes > 0) {
+    s->started[index] = true;
+    if (s->strip_space && text[0] == ' ') text++, bytes--;
+  }
+  if (bytes > 0) s->params->on_text(s->params->user, index, text, bytes);
+}
+
 static ag_status local_reply(ag_chat_model *m, const ag_chat_conversation *convs, int64_t n,
                              const ag_chat_params *p, ag_chat_reply *out) {
   ag_generate_options o;
   ag_status st = ag_chat_local_options(m->lm, m->chat_template, p, &o);
   if (st) return ag_error_wrap(st, "chat model %s", m->name);
+  if (m->warn_fallback) {
+    ag_warn("the model's chat template is not one agora renders (%s); using the plain template",
+            m->lm->chat_template_note);
+    m->warn_fallback = false;
+  }
   o.truncate = m->options.truncate;
   o.max_batch = m->options.max_batch;
   int64_t ctx = m->lm->context_length;
   int64_t room = p->max_tokens < ctx / 2 ? p->max_tokens : ctx / 2;
   ag_tok_ids *ids = calloc((size_t)n, sizeof *ids);
   uint64_t *streams = malloc((size_t)n * sizeof *streams);
+  int64_t *dropped = calloc((size_t)n, sizeof *dropped);
+  bool *started = calloc((size_t)n, sizeof *started);
   ag_generation *g = calloc((size_t)n, sizeof *g);
-  if (!ids || !streams || !g) st = ag_error_set(AG_ERR_NOMEM, "chat model: out of memory");
+  if (!ids || !streams || !dropped || !started || !g)
+    st = ag_error_set(AG_ERR_NOMEM, "chat model: out of memory");
   for (int64_t i = 0; !st && i < n; i++) {
     streams[i] = convs[i].stream;
-    st = ag_chat_local_ids(m->lm, m->chat_template, convs[i].messages, convs[i].count,
-                           m->options.truncate, room, &ids[i]);
+    st = local_ids(m->lm, m->chat_template, convs[i].messages, convs[i].count, m->options.truncate,
+                   room, &ids[i], &dropped[i]);
     if (st) st = ag_error_wrap(st, "chat model %s: conversation %lld", m->name, (long long)i);
   }
   o.streams = streams;
+  bool prompt_space = ag_chat_local_prompt_space(m->chat_template);
+  reply_stream stream = {.params = p, .strip_space = prompt_space, .started = started};
+  if (p->on_text) {
+    o.on_text = stream_piece;
+    o.user = &stream;
+  }
   if (!st) {
     st = ag_generate_ids(m->lm, ids, n, &o, g);
     if (st) st = ag_error_wrap(st, "chat model %s", m->name);
   }
-  bool prompt_space = !st && ag_chat_local_prompt_space(m->chat_template);
   for (int64_t i = 0; !st && i < n; i++) {
     size_t skip = prompt_space && g[i].text.size > 0 && g[i].text.data[0] == ' ' ? 1 : 0;
     size_t size = g[i].text.size - skip;
@@ -402,13 +455,23 @@ static ag_status local_reply(ag_chat_model *m, const ag_chat_conversation *convs
     out[i].finish = g[i].finish;
     out[i].prompt_tokens = g[i].prompt_tokens;
     out[i].completion_tokens = g[i].tokens.count;
+    out[i].dropped_tokens = dropped[i] + g[i].dropped_tokens;
   }
   if (g) ag_generation_free(g, n);
   for (int64_t i = 0; ids && i < n; i++) ag_tok_ids_free(&ids[i]);
   free(ids);
   free(streams);
+  free(dropped);
+  free(started);
   free(g);
   return st;
+}
+
+/* An endpoint's or a function's replies, streamed whole once all are in. */
+static void stream_whole(const ag_chat_params *p, const ag_chat_reply *out, int64_t n) {
+  for (int64_t i = 0; p->on_text && i < n; i++)
+    if (out[i].content && out[i].content[0])
+      p->on_text(p->user, i, out[i].content, strlen(out[i].content));
 }
 
 static ag_status check_conversations(const ag_chat_model *m, const ag_chat_conversation *convs,
@@ -445,14 +508,22 @@ ag_status ag_chat_model_reply(ag_chat_model *m, const ag_chat_conversation *conv
       return ag_error_set(AG_ERR_INVALID, "chat model %s: stop string %d is empty", m->name, i);
   switch (m->kind) {
   case KIND_LOCAL: return local_reply(m, convs, n, params, out);
-  case KIND_ENDPOINT: return ag_chat_http_reply(m->http, convs, n, params, out);
+  case KIND_ENDPOINT:
+    st = ag_chat_http_reply(m->http, convs, n, params, out);
+    if (!st) stream_whole(params, out, n);
+    return st;
   case KIND_FUNCTION: {
-    st = m->fn(m->user, convs, n, params, out);
+    /* The function streams nothing itself: its replies go out whole below. */
+    ag_chat_params quiet = *params;
+    quiet.on_text = NULL;
+    quiet.user = NULL;
+    st = m->fn(m->user, convs, n, &quiet, out);
     if (st) return ag_error_wrap(st, "chat model %s", m->name);
     for (int64_t i = 0; i < n; i++)
       if (!out[i].content)
         return ag_error_set(AG_ERR_INTERNAL, "chat model %s: reply %lld has no content", m->name,
                             (long long)i);
+    stream_whole(params, out, n);
     return AG_OK;
   }
   }

@@ -1,6 +1,8 @@
 /* GGUF (llama.cpp) files -> ag_transformer: metadata to config, llama.cpp
  * tensor names to Hugging Face ones, every tensor converted to float32 once,
- * and llama's q/k rows put back in the rotate-half order. */
+ * and llama's q/k rows put back in the rotate-half order. GPT-2 files map
+ * onto agora's GPT-2 (the converter already turned its Conv1D weights into
+ * the (out, in) layout agora keeps). */
 #include "agora/gguf_model.h"
 
 #include <math.h>
@@ -19,6 +21,11 @@
 #define ROPE_FREQS_TOLERANCE  1e-4f
 #define LLAMA_DEFAULT_THETA   10000.0f /* llama.cpp's default rope.freq_base */
 #define LLAMA_DEFAULT_RMS_EPS 1e-5f
+#define GPT2_DEFAULT_EPS      1e-5f
+/* output.weight of a GPT-2 file is the converter's copy of token_embd.weight
+ * (agora's GPT-2 ties them): equal up to this share of the largest |value|,
+ * which leaves room for each being quantised its own way. */
+#define GPT2_TIED_TOLERANCE (1.0f / 64)
 
 /* ---- the q/k row permutation ------------------------------------------------------ */
 
@@ -47,7 +54,7 @@ void ag_gguf_permute_rows(const float *src, float *dst, int64_t heads, int64_t h
 
 /* ---- metadata -> config ----------------------------------------------------------- */
 
-typedef enum arch_kind { ARCH_LLAMA = 0, ARCH_QWEN2 = 1 } arch_kind;
+typedef enum arch_kind { ARCH_LLAMA = 0, ARCH_QWEN2 = 1, ARCH_GPT2 = 2 } arch_kind;
 
 typedef struct meta_reader {
   const ag_gguf *f;
@@ -102,10 +109,12 @@ static ag_status read_arch(const ag_gguf *f, meta_reader *r, arch_kind *kind) {
     *kind = ARCH_LLAMA;
   } else if (!strcmp(r->arch, "qwen2")) {
     *kind = ARCH_QWEN2;
+  } else if (!strcmp(r->arch, "gpt2")) {
+    *kind = ARCH_GPT2;
   } else {
     return ag_error_set(AG_ERR_UNSUPPORTED,
                         "%s: general.architecture \"%s\" is not supported (supported: llama, "
-                        "qwen2)",
+                        "qwen2, gpt2)",
                         f->path, r->arch);
   }
   return AG_OK;
@@ -186,11 +195,45 @@ static ag_status read_rope_scaling(const meta_reader *r, ag_transformer_config *
   return AG_OK;
 }
 
+/* GPT-2 (llama.cpp's LLM_ARCH_GPT2): LayerNorm with biases, learned
+ * positions (position_embd.weight, context_length rows), fused attn_qkv,
+ * GELU MLP, no rotary embeddings and no grouped-query attention. */
+static ag_status gpt2_config(const meta_reader *r, ag_transformer_config *c) {
+  const ag_gguf *f = r->f;
+  int64_t C = 0, I = 0, L = 0, H = 0, Hkv = 0, ctx = 0, V = 0, positions = 0;
+  float eps = GPT2_DEFAULT_EPS;
+  ag_status st = meta_int(r, "embedding_length", &C);
+  if (!st) st = meta_int(r, "block_count", &L);
+  if (!st) st = meta_int_or(r, "feed_forward_length", 4 * C, &I);
+  if (!st) st = meta_int(r, "attention.head_count", &H);
+  if (!st) st = meta_int_or(r, "attention.head_count_kv", H, &Hkv);
+  if (!st) st = meta_int(r, "context_length", &ctx);
+  if (!st) st = meta_float_or(r, "attention.layer_norm_epsilon", eps, &eps);
+  if (!st) st = tensor_rows(f, "token_embd.weight", C, &V);
+  if (!st) st = tensor_rows(f, "position_embd.weight", C, &positions);
+  if (st) return st;
+  if (Hkv != H)
+    return ag_error_set(AG_ERR_UNSUPPORTED,
+                        "%s: gpt2.attention.head_count_kv %lld differs from head_count %lld "
+                        "(GPT-2 has no grouped-query attention)",
+                        f->path, (long long)Hkv, (long long)H);
+  if (positions != ctx)
+    return ag_error_set(AG_ERR_FORMAT,
+                        "%s: position_embd.weight has %lld rows; gpt2.context_length is %lld",
+                        f->path, (long long)positions, (long long)ctx);
+  *c = ag_transformer_gpt2_config(V, C, L, H, ctx);
+  c->intermediate_size = I;
+  c->norm_eps = eps;
+  st = ag_transformer_config_check(c);
+  return st ? ag_error_wrap(st, "%s", f->path) : AG_OK;
+}
+
 ag_status ag_gguf_model_config(const ag_gguf *f, ag_transformer_config *c) {
   meta_reader r;
   arch_kind kind;
   ag_status st = read_arch(f, &r, &kind);
   if (st) return st;
+  if (kind == ARCH_GPT2) return gpt2_config(&r, c);
   int64_t C = 0, I = 0, L = 0, H = 0, Hkv = 0, D = 0, ctx = 0, rope_dims = 0, V = 0;
   float eps = LLAMA_DEFAULT_RMS_EPS, theta = LLAMA_DEFAULT_THETA;
   if (!st) st = meta_int(&r, "embedding_length", &C);
@@ -235,6 +278,36 @@ ag_status ag_gguf_model_config(const ag_gguf *f, ag_transformer_config *c) {
 }
 
 /* ---- weights ------------------------------------------------------------------------ */
+
+/* The GGUF name of one of agora's GPT-2 parameter names (those of
+ * transformer.c); false when unknown. */
+static bool gpt2_name_of(const char *hf, char *out) {
+  static const struct {
+    const char *hf, *gguf;
+  } global_names[] = {{"transformer.wte.weight", "token_embd.weight"},
+                      {"transformer.wpe.weight", "position_embd.weight"},
+                      {"transformer.ln_f.weight", "output_norm.weight"},
+                      {"transformer.ln_f.bias", "output_norm.bias"}},
+    layer_names[] = {
+        {"ln_1.weight", "attn_norm.weight"},          {"ln_1.bias", "attn_norm.bias"},
+        {"attn.c_attn.weight", "attn_qkv.weight"},    {"attn.c_attn.bias", "attn_qkv.bias"},
+        {"attn.c_proj.weight", "attn_output.weight"}, {"attn.c_proj.bias", "attn_output.bias"},
+        {"ln_2.weight", "ffn_norm.weight"},           {"ln_2.bias", "ffn_norm.bias"},
+        {"mlp.c_fc.weight", "ffn_up.weight"},         {"mlp.c_fc.bias", "ffn_up.bias"},
+        {"mlp.c_proj.weight", "ffn_down.weight"},     {"mlp.c_proj.bias", "ffn_down.bias"}};
+  for (size_t i = 0; i < sizeof global_names / sizeof global_names[0]; i++)
+    if (!strcmp(hf, global_names[i].hf))
+      return snprintf(out, NAME_BYTES, "%s", global_names[i].gguf) > 0;
+  long layer;
+  int used = 0;
+  if (sscanf(hf, "transformer.h.%ld.%n", &layer, &used) != 1 || used == 0) return false;
+  for (size_t i = 0; i < sizeof layer_names / sizeof layer_names[0]; i++)
+    if (!strcmp(hf + used, layer_names[i].hf)) {
+      snprintf(out, NAME_BYTES, "blk.%ld.%s", layer, layer_names[i].gguf);
+      return true;
+    }
+  return false;
+}
 
 /* The GGUF name of a Hugging Face parameter name; false when unknown. */
 static bool gguf_name_of(const char *hf, char *out) {
@@ -284,7 +357,7 @@ static int64_t permuted_heads(const ag_transformer_config *c, arch_kind kind, co
 static ag_status read_parameter(const ag_gguf *f, const ag_transformer_config *c, arch_kind kind,
                                 ag_tensor *t) {
   char name[NAME_BYTES];
-  if (!gguf_name_of(t->name, name))
+  if (!(kind == ARCH_GPT2 ? gpt2_name_of(t->name, name) : gguf_name_of(t->name, name)))
     return ag_error_set(AG_ERR_INTERNAL, "%s: no GGUF name for parameter %s", f->path, t->name);
   const ag_gguf_tensor *g;
   ag_status st = ag_gguf_get_tensor(f, name, &g);
@@ -309,6 +382,39 @@ static ag_status read_parameter(const ag_gguf *f, const ag_transformer_config *c
   if (!st) ag_gguf_unpermute_rows(raw, t->data, heads, c->head_dim, t->ndim == 2 ? t->shape[1] : 1);
   free(raw);
   return st ? ag_error_wrap(st, "%s", f->path) : AG_OK;
+}
+
+/* agora's GPT-2 reads its LM head from the token embeddings: a GPT-2 file's
+ * output.weight (which llama.cpp requires, and its converter writes as a
+ * copy of token_embd.weight) must hold the same values. */
+static ag_status check_gpt2_head(const ag_gguf *f, const ag_tensor *embed) {
+  const ag_gguf_tensor *out = ag_gguf_find_tensor(f, "output.weight");
+  const ag_gguf_tensor *tok = ag_gguf_find_tensor(f, "token_embd.weight");
+  if (!out) return AG_OK;
+  if (!embed || !tok) return ag_error_set(AG_ERR_INTERNAL, "%s: no token embeddings", f->path);
+  if (out->ndim != 2 || out->shape[0] != embed->shape[0] || out->shape[1] != embed->shape[1])
+    return ag_error_set(AG_ERR_FORMAT,
+                        "%s: output.weight is not the shape of token_embd.weight (%lld, %lld)",
+                        f->path, (long long)embed->shape[0], (long long)embed->shape[1]);
+  if (out->type == tok->type && out->bytes == tok->bytes &&
+      !memcmp(out->data, tok->data, out->bytes))
+    return AG_OK;
+  float *head = malloc((size_t)embed->numel * sizeof(float));
+  if (!head) return ag_error_set(AG_ERR_NOMEM, "%s: out of memory reading output.weight", f->path);
+  ag_status st = ag_gguf_read_f32(f, out, head);
+  float largest = 0, worst = 0;
+  for (int64_t i = 0; !st && i < embed->numel; i++) {
+    largest = fmaxf(largest, fabsf(embed->data[i]));
+    worst = fmaxf(worst, fabsf(head[i] - embed->data[i]));
+  }
+  free(head);
+  if (st) return ag_error_wrap(st, "%s", f->path);
+  if (!(worst <= GPT2_TIED_TOLERANCE * largest))
+    return ag_error_set(AG_ERR_UNSUPPORTED,
+                        "%s: output.weight differs from token_embd.weight (by up to %g); agora's "
+                        "GPT-2 ties its LM head to the token embeddings",
+                        f->path, (double)worst);
+  return AG_OK;
 }
 
 ag_status ag_gguf_model_load_file(const ag_gguf *f, bool trainable, ag_transformer **model) {
@@ -352,6 +458,8 @@ ag_status ag_gguf_model_load_file(const ag_gguf *f, bool trainable, ag_transform
   if (st) return st;
   ag_params *p = ag_transformer_params(m);
   for (int i = 0; !st && i < p->count; i++) st = read_parameter(f, &c, kind, p->tensors[i]);
+  if (!st && kind == ARCH_GPT2)
+    st = check_gpt2_head(f, ag_params_find(p, "transformer.wte.weight"));
   if (st) {
     ag_transformer_destroy(m);
     return st;

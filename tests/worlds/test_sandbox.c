@@ -147,7 +147,9 @@ TEST(the_cpu_limit_stops_a_busy_program) {
   ag_sandbox_result r = run("while True:\n    pass\n", l);
   CHECK(!r.passed && !r.timed_out);
   CHECK_MSG(r.signal == SIGXCPU || r.signal == SIGKILL, "signal %d", r.signal);
-  CHECK(ag_time_seconds() - t0 < 10.0);
+  /* not timed out: the CPU limit, not the 20 s wall limit, ended it (on a
+   * loaded machine one CPU second can take many seconds of wall clock) */
+  CHECK(ag_time_seconds() - t0 < 20.0);
   ag_sandbox_result_clear(&r);
 }
 
@@ -208,9 +210,9 @@ TEST(a_fork_bomb_is_contained) {
           "        os.fork()\n"
           "    except OSError:\n"
           "        pass\n",
-          quick_limits(1));
+          quick_limits(3)); /* python must start and print first, even under load */
   CHECK(!r.passed);
-  CHECK(ag_time_seconds() - t0 < 6.0);
+  CHECK(ag_time_seconds() - t0 < 10.0);
   printed_cwd(r.output, dirs[1], sizeof dirs[1]);
   CHECK(dirs[1][0] != '\0');
   ag_sandbox_result_clear(&r);

@@ -144,6 +144,14 @@ bool ag_file_exists(const char *path);
 /* Reads a whole file into a malloc'd, NUL-terminated buffer. */
 ag_status ag_read_file(const char *path, char **data, size_t *bytes);
 
+/* ---- PNG images (src/base/png.c, libpng) ------------------------------------ */
+
+/* Writes height rows of width pixels, channels bytes each (1 grey, 3 RGB,
+ * 4 RGBA; row-major, no padding), as an 8-bit PNG, atomically like
+ * ag_atomic_write. Used for Crafter frames and influence image grids. */
+ag_status ag_png_write(const char *path, const uint8_t *pixels, int width, int height,
+                       int channels);
+
 #ifdef __cplusplus
 }
 #endif

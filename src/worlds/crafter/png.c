@@ -7,8 +7,6 @@
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
 
 // Everything the read needs after a longjmp is volatile or on the heap.
 ag_status ag_crafter_png_read(const char *path, uint8_t **pixels, int *width, int *height,
@@ -63,43 +61,7 @@ ag_status ag_crafter_png_read(const char *path, uint8_t **pixels, int *width, in
   return AG_OK;
 }
 
+// Frames go through the base layer's writer (atomic, libpng).
 ag_status ag_crafter_write_png(const char *path, const uint8_t *rgb, int width, int height) {
-  if (!path || !rgb || width <= 0 || height <= 0)
-    return ag_error_set(AG_ERR_INVALID, "crafter: bad arguments to write a PNG");
-  size_t n = strlen(path);
-  char *tmp = malloc(n + 32);
-  if (!tmp) return ag_error_set(AG_ERR_NOMEM, "crafter: out of memory");
-  snprintf(tmp, n + 32, "%s.tmp.%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "wb");
-  if (!f) {
-    ag_status st = ag_error_set(AG_ERR_IO, "crafter: cannot write %s", path);
-    free(tmp);
-    return st;
-  }
-  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
-  png_infop info = png ? png_create_info_struct(png) : NULL;
-  if (!png || !info || setjmp(png_jmpbuf(png))) {
-    png_destroy_write_struct(&png, &info);
-    fclose(f);
-    remove(tmp);
-    free(tmp);
-    return ag_error_set(AG_ERR_IO, "crafter: cannot encode %s", path);
-  }
-  png_init_io(png, f);
-  png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 8, PNG_COLOR_TYPE_RGB,
-               PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-  png_write_info(png, info);
-  for (int y = 0; y < height; y++) png_write_row(png, rgb + (size_t)y * (size_t)width * 3);
-  png_write_end(png, NULL);
-  png_destroy_write_struct(&png, &info);
-  bool ok = fflush(f) == 0;
-  ok = (fclose(f) == 0) && ok;
-  if (!ok || rename(tmp, path) != 0) {
-    remove(tmp);
-    ag_status st = ag_error_set(AG_ERR_IO, "crafter: cannot write %s", path);
-    free(tmp);
-    return st;
-  }
-  free(tmp);
-  return AG_OK;
+  return ag_png_write(path, rgb, width, height, 3);
 }

@@ -152,6 +152,110 @@ void ag_crafter_observe_semantic(const ag_crafter_env *env, uint8_t *view, int32
  * (a temporary file renamed into place). */
 ag_status ag_crafter_write_png(const char *path, const uint8_t *rgb, int width, int height);
 
+/* ---- modes and the vectorised form ------------------------------------------ */
+
+/* exact (the default): bit for bit the original, including the random draws
+ * the original's night rendering makes in every observation (3,087 uniform
+ * draws per night step) even when no pixels are wanted.
+ * fast: the same rules and distributions, but work that only serves
+ * bit-parity is skipped: no night-noise draws from the world RNG. A fast
+ * episode equals the exact one up to the first night step (daylight < 0.5,
+ * step 148 of the first day), then diverges. Its pixel observations at night
+ * use noise from a hash of (world seed, step, pixel), with the same
+ * distribution, and ag_crafter_render never draws from the world RNG. */
+typedef enum ag_crafter_mode {
+  AG_CRAFTER_MODE_EXACT = 0,
+  AG_CRAFTER_MODE_FAST = 1
+} ag_crafter_mode;
+
+/* ag_crafter_create with a mode (ag_crafter_create is mode exact). An
+ * unknown mode is an error. */
+ag_status ag_crafter_create_mode(int64_t seed, ag_crafter_mode mode, ag_crafter_env **out);
+ag_crafter_mode ag_crafter_get_mode(const ag_crafter_env *env);
+/* "exact", "fast"; "" for an unknown mode. */
+const char *ag_crafter_mode_name(ag_crafter_mode mode);
+
+/* N envs stepped together, across OpenMP threads. Env i is
+ * crafter.Env(seed=seed + i) in the given mode, reset at creation; when its
+ * episode ends (death or length), step resets it (its next episode, with the
+ * original's per-episode world seed) and returns the new episode's first
+ * observation, with that step's reward and done = true. Env i of a vec is
+ * exactly a single env of seed seed + i given the same actions and reset
+ * whenever done. */
+typedef struct ag_crafter_vec ag_crafter_vec;
+
+/* textures may be NULL (then no pixel observations); it must outlive the vec. */
+ag_status ag_crafter_vec_create(int n, int64_t seed, ag_crafter_mode mode,
+                                const ag_crafter_textures *textures, ag_crafter_vec **out);
+void ag_crafter_vec_destroy(ag_crafter_vec *vec);
+int ag_crafter_vec_size(const ag_crafter_vec *vec);
+/* Env i itself (read it, don't step or reset it alone). */
+ag_crafter_env *ag_crafter_vec_env(ag_crafter_vec *vec, int i);
+/* Threads for step and observe; 0 (the default) = ag_threads_get(). */
+void ag_crafter_vec_set_threads(ag_crafter_vec *vec, int threads);
+
+/* Where a vec step writes, each array holding n entries of its kind (any
+ * pointer may be NULL to skip it): view n * 63 semantic ids (9 x 7 as
+ * ag_crafter_observe_semantic), inventory n * 16, pixels n *
+ * AG_CRAFTER_OBS_BYTES (needs textures), reward, done, and info (for an env
+ * that was reset: the final info of the episode that ended). */
+typedef struct ag_crafter_vec_out {
+  uint8_t *view;
+  int32_t *inventory;
+  uint8_t *pixels;
+  double *reward;
+  bool *done;
+  ag_crafter_info *info;
+} ag_crafter_vec_out;
+
+/* The observations of the current states (after create: each episode's
+ * first) into out's view, inventory and pixels. */
+ag_status ag_crafter_vec_observe(ag_crafter_vec *vec, const ag_crafter_vec_out *out);
+/* Steps every env i with actions[i] (each in [0, 17); an invalid one is an
+ * error that steps nothing), auto-resets those done, and writes out. */
+ag_status ag_crafter_vec_step(ag_crafter_vec *vec, const int *actions,
+                              const ag_crafter_vec_out *out);
+
+/* Speed, as `agora crafter bench` and bench/bench_crafter report it. Random
+ * actions (drawn outside the timed part); steps and their observations are
+ * timed in runs within one tenth of the 300-step day/night cycle, and each
+ * figure is 1 / (mean over the 30 tenths of the mean step time): whole
+ * cycles, although random episodes rarely live through a night. Resets are
+ * timed apart. */
+typedef struct ag_crafter_bench_figure {
+  double steps_per_s;       /* over whole cycles */
+  double day_steps_per_s;   /* tenths entirely by day (daylight >= 0.5) */
+  double night_steps_per_s; /* tenths entirely at night */
+  int64_t steps;
+  int empty_tenths; /* tenths no step reached (the mean is over the rest) */
+} ag_crafter_bench_figure;
+
+typedef struct ag_crafter_bench_result {
+  ag_crafter_bench_figure pixels;         /* exact mode, pixels every step, one thread */
+  ag_crafter_bench_figure semantic;       /* fast mode, semantic view every step, one thread */
+  ag_crafter_bench_figure exact_semantic; /* exact mode, semantic view, one thread */
+  double reset_ms;                        /* mean reset (world generation), one thread */
+  int64_t resets;
+  /* ag_crafter_vec, fast mode, semantic views, auto-resets included: env
+   * steps per second with vec_threads threads, and with one. */
+  double vec_steps_per_s, vec_one_thread_steps_per_s;
+  int vec_envs, vec_threads;
+} ag_crafter_bench_result;
+
+typedef struct ag_crafter_bench_options {
+  double seconds; /* per measurement (five of them), > 0 */
+  int vec_envs;   /* envs for the vectorised figures; 0 skips them */
+  /* Time the single-thread figures (and their budget) by the thread's CPU
+   * clock instead of the wall clock: for a machine shared with other jobs,
+   * where wall time counts the time the thread waited for a core. It costs
+   * ~0.2 us per clock read (two per run of up to 10 steps). */
+  bool cpu_time;
+} ag_crafter_bench_options;
+
+/* textures are needed for pixels. */
+ag_status ag_crafter_bench(const ag_crafter_textures *textures,
+                           const ag_crafter_bench_options *options, ag_crafter_bench_result *out);
+
 /* ---- the score --------------------------------------------------------- */
 
 /* Episodes tallied for the score: how many, in how many each achievement

@@ -292,77 +292,11 @@ static int cmd_eval(int argc, char **argv) {
   return 0;
 }
 
-/* Single-thread speed of one observation kind: random actions (drawn
- * outside the timed part), each step plus its observation timed alone and
- * binned by the step's phase in the 300-step day/night cycle, so the figure
- * averages whole cycles even though random episodes end early; resets are
- * timed apart. */
-#define BENCH_BINS 30 /* 10 steps of the cycle each */
-
-typedef struct bench_result {
-  double steps_per_s; /* 1 / (mean over bins of the bin's mean step time) */
-  double reset_s;     /* mean reset time */
-  int64_t steps, resets;
-  int empty_bins; /* bins no step reached (then the mean is over the rest) */
-} bench_result;
-
-static ag_status bench_run(bool pixels, double seconds, const ag_crafter_textures *tex,
-                           bench_result *out) {
-  memset(out, 0, sizeof *out);
-  ag_crafter_env *env = NULL;
-  ag_status st = ag_crafter_create(0, &env);
-  if (st) return st;
-  ag_crafter_rng r;
-  ag_crafter_rng_seed(&r, 12345u);
-  static uint8_t rgb[AG_CRAFTER_OBS_BYTES];
-  uint8_t view[AG_CRAFTER_VIEW_W * AG_CRAFTER_VIEW_H];
-  int32_t inv[AG_CRAFTER_ITEM_COUNT];
-  double bin_t[BENCH_BINS] = {0}, reset_t = 0;
-  int64_t bin_n[BENCH_BINS] = {0};
-  double start = ag_time_seconds();
-  bool done = true;
-  while (ag_time_seconds() - start < seconds) {
-    if (done) {
-      double t0 = ag_time_seconds();
-      st = ag_crafter_reset(env);
-      reset_t += ag_time_seconds() - t0;
-      out->resets++;
-      if (st) break;
-      done = false;
-    }
-    int action = (int)ag_crafter_rng_randint(&r, 0, AG_CRAFTER_ACTION_COUNT);
-    int bin = (int)(env->step % 300) / (300 / BENCH_BINS);
-    double t0 = ag_time_seconds();
-    st = ag_crafter_step(env, action, NULL, &done, NULL);
-    if (!st) {
-      if (pixels)
-        st = ag_crafter_observe_pixels(env, tex, rgb);
-      else
-        ag_crafter_observe_semantic(env, view, inv);
-    }
-    bin_t[bin] += ag_time_seconds() - t0;
-    bin_n[bin]++;
-    out->steps++;
-    if (st) break;
-  }
-  ag_crafter_destroy(env);
-  if (st) return st;
-  double mean = 0;
-  int used = 0;
-  for (int b = 0; b < BENCH_BINS; b++)
-    if (bin_n[b]) {
-      mean += bin_t[b] / (double)bin_n[b];
-      used++;
-    }
-  out->empty_bins = BENCH_BINS - used;
-  out->steps_per_s = used && mean > 0 ? used / mean : 0;
-  out->reset_s = out->resets ? reset_t / (double)out->resets : 0;
-  return AG_OK;
-}
-
+/* `crafter bench`: ag_crafter_bench's figures (see agora/crafter.h). */
 static int cmd_bench(int argc, char **argv) {
   double seconds = 4;
-  bool json = false;
+  int envs = 64;
+  bool json = false, cpu_time = false;
   const char *assets = NULL;
   ag_flag flags[] = {
       {.name = "seconds",
@@ -371,7 +305,20 @@ static int cmd_bench(int argc, char **argv) {
        .metavar = "T",
        .min = 0.01,
        .max = 3600,
-       .help = "time per measurement (pixels, then semantic)"},
+       .help = "time per measurement (five: exact pixels, fast semantic, exact semantic, the "
+               "vectorised envs on all threads and on one)"},
+      {.name = "envs",
+       .type = AG_FLAG_INT,
+       .value = &envs,
+       .metavar = "N",
+       .min = 0,
+       .max = 65536,
+       .help = "envs in the vectorised measurement (0 skips it)"},
+      {.name = "cpu-time",
+       .type = AG_FLAG_BOOL,
+       .value = &cpu_time,
+       .help = "time the single-thread figures by the thread's CPU clock, not the wall clock "
+               "(on a machine busy with other jobs; the vectorised figures stay wall-clock)"},
       {.name = "json", .type = AG_FLAG_BOOL, .value = &json, .help = "print one JSON object"},
       {.name = "assets",
        .type = AG_FLAG_STRING,
@@ -381,10 +328,11 @@ static int cmd_bench(int argc, char **argv) {
   };
   ag_command cmd = {
       .name = "crafter bench",
-      .summary = "Single-thread steps per second of Crafter with random actions, averaged over "
-                 "the phases of the day/night cycle: exact mode observing pixels every step, and "
-                 "semantic observations (exact mode too: fast mode does not exist yet). Resets "
-                 "are timed apart.",
+      .summary = "Steps per second of Crafter with random actions, averaged over whole day/night "
+                 "cycles: one thread in exact mode observing pixels every step, one thread in "
+                 "fast mode observing the semantic view (and exact mode too); resets timed "
+                 "apart; then N envs stepped by ag_crafter_vec (fast, semantic, auto-resets "
+                 "included) on all threads and on one.",
       .flags = flags,
       .flag_count = (int)(sizeof flags / sizeof *flags),
   };
@@ -393,30 +341,43 @@ static int cmd_bench(int argc, char **argv) {
   if (res != AG_ARGS_OK) return 2;
   ag_crafter_textures *tex = NULL;
   if (ag_crafter_textures_load(assets, &tex)) return ag_cli_error("%s", ag_error_message());
-  bench_result px, sem;
-  ag_status st = bench_run(true, seconds, tex, &px);
-  if (!st) st = bench_run(false, seconds, tex, &sem);
+  ag_crafter_bench_result r;
+  ag_crafter_bench_options opt = {.seconds = seconds, .vec_envs = envs, .cpu_time = cpu_time};
+  ag_status st = ag_crafter_bench(tex, &opt, &r);
   ag_crafter_textures_free(tex);
   if (st) return ag_cli_error("%s", ag_error_message());
-  double reset_ms =
-      1e3 * (px.reset_s * px.resets + sem.reset_s * sem.resets) / (double)(px.resets + sem.resets);
+  const ag_crafter_bench_figure *f[3] = {&r.pixels, &r.semantic, &r.exact_semantic};
   if (json) {
     printf("{\"pixel_steps_per_s\": %.1f, \"semantic_steps_per_s\": %.1f, \"semantic_mode\": "
-           "\"exact\", \"reset_ms\": %.4f, \"pixel_steps\": %lld, \"semantic_steps\": %lld, "
-           "\"resets\": %lld, \"threads\": 1}\n",
-           px.steps_per_s, sem.steps_per_s, reset_ms, (long long)px.steps, (long long)sem.steps,
-           (long long)(px.resets + sem.resets));
+           "\"fast\", \"exact_semantic_steps_per_s\": %.1f, \"reset_ms\": %.4f, \"threads\": 1, "
+           "\"clock\": \"%s\"",
+           r.pixels.steps_per_s, r.semantic.steps_per_s, r.exact_semantic.steps_per_s, r.reset_ms,
+           cpu_time ? "thread_cpu" : "wall");
+    static const char *const names[3] = {"pixel", "semantic", "exact_semantic"};
+    for (int i = 0; i < 3; i++)
+      printf(", \"%s_day_steps_per_s\": %.1f, \"%s_night_steps_per_s\": %.1f, \"%s_steps\": %lld",
+             names[i], f[i]->day_steps_per_s, names[i], f[i]->night_steps_per_s, names[i],
+             (long long)f[i]->steps);
+    printf(", \"resets\": %lld, \"vec_steps_per_s\": %.1f, \"vec_one_thread_steps_per_s\": %.1f, "
+           "\"vec_envs\": %d, \"vec_threads\": %d}\n",
+           (long long)r.resets, r.vec_steps_per_s, r.vec_one_thread_steps_per_s, r.vec_envs,
+           r.vec_threads);
     return 0;
   }
-  printf("exact mode, pixels:   %12.0f steps/s (%lld steps)\n", px.steps_per_s,
-         (long long)px.steps);
-  printf("exact mode, semantic: %12.0f steps/s (%lld steps)\n", sem.steps_per_s,
-         (long long)sem.steps);
-  printf("reset:                %12.3f ms (%lld resets)\n", reset_ms,
-         (long long)(px.resets + sem.resets));
-  if (px.empty_bins || sem.empty_bins)
-    printf("note: %d / %d cycle bins never reached (averaged over the rest)\n",
-           px.empty_bins > sem.empty_bins ? px.empty_bins : sem.empty_bins, BENCH_BINS);
+  static const char *const labels[3] = {"exact mode, pixels", "fast mode, semantic",
+                                        "exact mode, semantic"};
+  printf("%-22s %14s %14s %14s %10s\n", "one thread", "steps/s cycle", "day", "night", "steps");
+  for (int i = 0; i < 3; i++)
+    printf("%-22s %14.0f %14.0f %14.0f %10lld\n", labels[i], f[i]->steps_per_s,
+           f[i]->day_steps_per_s, f[i]->night_steps_per_s, (long long)f[i]->steps);
+  printf("reset                  %11.3f ms (%lld resets)\n", r.reset_ms, (long long)r.resets);
+  if (r.vec_envs)
+    printf("vec, %d envs, fast, semantic, auto-reset: %.0f steps/s on %d threads, %.0f on one\n",
+           r.vec_envs, r.vec_steps_per_s, r.vec_threads, r.vec_one_thread_steps_per_s);
+  for (int i = 0; i < 3; i++)
+    if (f[i]->empty_tenths)
+      printf("note: %s: %d of 30 tenths of the cycle never reached (averaged over the rest)\n",
+             labels[i], f[i]->empty_tenths);
   return 0;
 }
 
@@ -429,7 +390,7 @@ int ag_cli_crafter(int argc, char **argv) {
       {"eval", "play N episodes with an agent; success rate per achievement and the score",
        cmd_eval},
       {"play", "play it in the terminal (or --actions LIST without one)", ag_cli_crafter_play},
-      {"bench", "single-thread steps per second (pixels and semantic) and reset time", cmd_bench},
+      {"bench", "steps per second (pixels, semantic, vectorised) and reset time", cmd_bench},
   };
   static const ag_cli_area_help area = {
       "crafter", "The Crafter game, a C port faithful to the original (see docs/crafter.md).",

@@ -23,10 +23,31 @@ typedef struct ag_crafter_rng {
 /* numpy.random.RandomState(seed) for an integer seed: numpy seeds with
  * init_genrand (not init_by_array) and leaves pos = 624. */
 void ag_crafter_rng_seed(ag_crafter_rng *r, uint32_t seed);
+/* Regenerates the 624-word block (pos = 0), as numpy's mt19937_gen. */
+void ag_crafter_rng_generate(ag_crafter_rng *r);
+static inline uint32_t ag_crafter_rng_temper(uint32_t y) {
+  y ^= y >> 11;
+  y ^= (y << 7) & 0x9d2c5680u;
+  y ^= (y << 15) & 0xefc60000u;
+  y ^= y >> 18;
+  return y;
+}
 /* One tempered 32-bit output. */
-uint32_t ag_crafter_rng_next32(ag_crafter_rng *r);
+static inline uint32_t ag_crafter_rng_next32(ag_crafter_rng *r) {
+  if (r->pos >= AG_CRAFTER_MT_N) ag_crafter_rng_generate(r);
+  return ag_crafter_rng_temper(r->key[r->pos++]);
+}
+/* n outputs in a row (the same as n calls of next32, faster). */
+void ag_crafter_rng_next32_fill(ag_crafter_rng *r, uint32_t *out, size_t n);
+/* Advances the state as n calls of next32 would, without tempering. */
+void ag_crafter_rng_skip(ag_crafter_rng *r, size_t n);
 /* random_sample(): 53 bits from two outputs, (a >> 5, b >> 6). */
-double ag_crafter_rng_random(ag_crafter_rng *r);
+static inline double ag_crafter_rng_random(ag_crafter_rng *r) {
+  // Two separate statements: the high part is always drawn first.
+  int32_t a = (int32_t)(ag_crafter_rng_next32(r) >> 5);
+  int32_t b = (int32_t)(ag_crafter_rng_next32(r) >> 6);
+  return (a * 67108864.0 + b) / 9007199254740992.0;
+}
 /* uniform(lo, hi) = lo + (hi - lo) * random_sample(), numpy's order. */
 double ag_crafter_rng_uniform(ag_crafter_rng *r, double lo, double hi);
 /* size-n uniform(lo, hi, n), in C order (what uniform(lo, hi, (a, b)) draws). */
@@ -46,8 +67,9 @@ void ag_crafter_rng_state_bytes(const ag_crafter_rng *r, uint8_t out[AG_CRAFTER_
 /* ---- noise.c: opensimplex 0.4.5's OpenSimplex (3-D noise) ----------------- */
 
 typedef struct ag_crafter_simplex {
-  int64_t perm[256];
-  int64_t grad_index3[256]; /* offset of perm[i]'s gradient in the 3-D table */
+  uint8_t perm[256];
+  /* The gradient of perm[i] in the package's 3-D table, as float64. */
+  double gx[256], gy[256], gz[256];
 } ag_crafter_simplex;
 
 /* OpenSimplex(seed): the package's 64-bit LCG permutation. */
@@ -119,6 +141,11 @@ typedef struct ag_crafter_world {
   ag_crafter_object *objects;     /* by id; [0] is the unused sentinel */
   uint32_t object_count;          /* ids in use so far = the next id */
   uint32_t object_capacity;
+  /* Ids of the objects not known to be removed, ascending (ids only grow):
+   * world_add appends; world_compact drops removed ones (type 0, however
+   * they were removed). Capacity object_capacity. */
+  uint32_t *live;
+  uint32_t live_count;
   /* Chunk indices (cx * CHUNKS_AXIS + cy) in the order the original's
    * defaultdict first saw them: balancing visits chunks in this order. */
   uint8_t chunk_order[AG_CRAFTER_CHUNK_COUNT];
@@ -140,6 +167,10 @@ void ag_crafter_world_clear(ag_crafter_world *w, uint32_t world_seed);
 /* World.add: the next id, the object map and the chunk's first sighting.
  * The cell must be inside and free. */
 ag_status ag_crafter_world_add(ag_crafter_world *w, int type, int x, int y, uint32_t *id);
+/* Drops removed objects from the live list, keeping the order. */
+void ag_crafter_world_compact(ag_crafter_world *w);
+/* ag_crafter_daylight(step), from a table for steps 0..10,000. */
+double ag_crafter_daylight_at(int64_t step);
 /* The chunk index of (x, y) and its key [xmin, xmax, ymin, ymax]. */
 int ag_crafter_chunk_index(int x, int y);
 void ag_crafter_chunk_key(int chunk, int key[4]);
@@ -220,10 +251,15 @@ struct ag_crafter_env {
   void *despawn_ctx;
   ag_crafter_event_fn on_event;
   void *event_ctx;
-  /* The night noise the last observation drew (LocalView._noise's
-   * uniform(32, 127, (63, 49)), [x][y]); valid when daylight < 0.5. */
+  ag_crafter_mode mode;
+  uint32_t *candidates; /* balancing scratch, candidates_capacity ids */
+  uint32_t candidates_capacity;
+  /* Exact mode's night noise: whenever daylight < 0.5 the observation draws
+   * LocalView._noise's uniform(32, 127, (63, 49)) from the world RNG. The
+   * step advances the RNG past those draws and keeps the state before them
+   * here (night_noise_valid), so the pixel observation can replay them. */
   bool night_noise_valid;
-  double night_noise[AG_CRAFTER_NIGHT_NOISE];
+  ag_crafter_rng noise_rng;
 };
 
 /* The hashes of the golden files: the map, the object list

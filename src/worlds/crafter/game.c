@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h> /* material bitmaps for balancing */
+#endif
 
 #define AREA          AG_CRAFTER_AREA
 #define VIEW_DISTANCE 18 /* objects update within 2 * max(view) of the player */
@@ -525,19 +528,54 @@ static const balance_rule BALANCE[3] = {
     {AG_CRAFTER_COW, AG_CRAFTER_GRASS, 5, 5, 0.01, 0.1},
 };
 
-static void balance_object(ag_crafter_env *e, const int key[4], const balance_rule *rule,
-                           uint32_t *candidates) {
-  ag_crafter_world *w = &e->world;
-  // The chunk's creatures of this type, ascending id (the canonical order).
-  int n = 0;
-  for (uint32_t id = 1; id < w->object_count; id++) {
-    const ag_crafter_object *o = &w->objects[id];
-    if (o->type == rule->type && o->x >= key[0] && o->x < key[1] && o->y >= key[2] && o->y < key[3])
-      candidates[n++] = id;
+// Per map column x, a bitmap of the cells (bit y) holding one material.
+#if defined(__SSE2__)
+static void material_bits(const uint8_t *mat, int material, uint64_t *bits) {
+  const __m128i v = _mm_set1_epi8((char)material);
+  for (int x = 0; x < AREA; x++) {
+    const uint8_t *row = mat + x * AREA;
+    uint64_t m = 0;
+    for (int j = 0; j < AREA / 16; j++) {
+      __m128i eq = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(row + 16 * j)), v);
+      m |= (uint64_t)(uint16_t)_mm_movemask_epi8(eq) << (16 * j);
+    }
+    bits[x] = m;
   }
-  int space = 0;
-  for (int x = key[0]; x < key[1]; x++)
-    for (int y = key[2]; y < key[3]; y++) space += w->mat[x * AREA + y] == rule->material;
+}
+#else
+static void material_bits(const uint8_t *mat, int material, uint64_t *bits) {
+  for (int x = 0; x < AREA; x++) {
+    uint64_t m = 0;
+    for (int y = 0; y < AREA; y++) m |= (uint64_t)(mat[x * AREA + y] == material) << y;
+    bits[x] = m;
+  }
+}
+#endif
+_Static_assert(AREA == 64, "material bitmaps hold one column in a uint64_t");
+
+static int popcount64(uint64_t v) {
+#if defined(__GNUC__) || defined(__clang__)
+  return __builtin_popcountll(v);
+#else
+  int n = 0;
+  for (; v; v &= v - 1) n++;
+  return n;
+#endif
+}
+
+// How many cells of the chunk [xmin, xmax) x [ymin, ymax) are set in bits.
+static int chunk_space(const uint64_t *bits, const int key[4]) {
+  uint64_t ymask = ((1ull << (key[3] - key[2])) - 1) << key[2];
+  int n = 0;
+  for (int x = key[0]; x < key[1]; x++) n += popcount64(bits[x] & ymask);
+  return n;
+}
+
+// `candidates` are the chunk's creatures of the rule's type in ascending id
+// (the canonical order), `space` its cells of the rule's material.
+static void balance_object(ag_crafter_env *e, const int key[4], const balance_rule *rule,
+                           uint32_t *candidates, int n, int space) {
+  ag_crafter_world *w = &e->world;
   double light = w->daylight, target_min, target_max;
   if (rule->type == AG_CRAFTER_ZOMBIE) {
     target_min = space < 50 ? 0 : 3.5 - 3 * light;
@@ -580,34 +618,95 @@ static void balance_object(ag_crafter_env *e, const int key[4], const balance_ru
   }
 }
 
+// Env._balance_chunk for every chunk in first-seen order. The creatures are
+// bucketed by (chunk, rule) once, in ascending id: a chunk's spawn or despawn
+// changes only its own bucket of that rule, which is not read again.
 static ag_status balance(ag_crafter_env *e) {
   ag_crafter_world *w = &e->world;
-  uint32_t *candidates = malloc(w->object_count * sizeof *candidates);
-  if (!candidates) return ag_error_set(AG_ERR_NOMEM, "crafter: balancing");
+  ag_crafter_world_compact(w);
+  if (e->candidates_capacity < w->live_count) {
+    uint32_t cap = w->object_capacity;
+    uint32_t *grown = realloc(e->candidates, cap * sizeof *grown);
+    if (!grown) return ag_error_set(AG_ERR_NOMEM, "crafter: balancing");
+    e->candidates = grown;
+    e->candidates_capacity = cap;
+  }
+  enum { RULES = 3, BUCKETS = AG_CRAFTER_CHUNK_COUNT * RULES };
+  static const int8_t RULE_OF[AG_CRAFTER_OBJECT_TYPE_COUNT] = {
+      [AG_CRAFTER_OBJ_NONE] = -1, [AG_CRAFTER_PLAYER] = -1,  [AG_CRAFTER_COW] = 2,
+      [AG_CRAFTER_ZOMBIE] = 0,    [AG_CRAFTER_SKELETON] = 1, [AG_CRAFTER_ARROW] = -1,
+      [AG_CRAFTER_PLANT] = -1,    [AG_CRAFTER_FENCE] = -1};
+  uint32_t start[BUCKETS + 1] = {0}, fill[BUCKETS];
+  for (uint32_t i = 0; i < w->live_count; i++) {
+    const ag_crafter_object *o = &w->objects[w->live[i]];
+    int r = RULE_OF[o->type];
+    if (r >= 0) start[ag_crafter_chunk_index(o->x, o->y) * RULES + r + 1]++;
+  }
+  for (int b = 0; b < BUCKETS; b++) {
+    start[b + 1] += start[b];
+    fill[b] = start[b];
+  }
+  for (uint32_t i = 0; i < w->live_count; i++) {
+    uint32_t id = w->live[i];
+    const ag_crafter_object *o = &w->objects[id];
+    int r = RULE_OF[o->type];
+    if (r >= 0) e->candidates[fill[ag_crafter_chunk_index(o->x, o->y) * RULES + r]++] = id;
+  }
+  uint64_t grass[AREA], path[AREA];
+  material_bits(w->mat, AG_CRAFTER_GRASS, grass);
+  material_bits(w->mat, AG_CRAFTER_PATH, path);
   int chunks = w->chunk_count; // spawns stay inside their chunk: no new keys
   for (int c = 0; c < chunks; c++) {
-    int key[4];
-    ag_crafter_chunk_key(w->chunk_order[c], key);
-    for (int r = 0; r < 3; r++) balance_object(e, key, &BALANCE[r], candidates);
+    int chunk = w->chunk_order[c], key[4];
+    ag_crafter_chunk_key(chunk, key);
+    int grass_space = chunk_space(grass, key);
+    for (int r = 0; r < RULES; r++) {
+      const balance_rule *rule = &BALANCE[r];
+      uint32_t b = (uint32_t)(chunk * RULES + r);
+      int space = rule->material == AG_CRAFTER_GRASS ? grass_space : chunk_space(path, key);
+      balance_object(e, key, rule, e->candidates + start[b], (int)(start[b + 1] - start[b]), space);
+    }
   }
-  free(candidates);
   return AG_OK;
 }
 
 /* Every reset and step renders the observation; at night LocalView._noise
- * draws uniform(32, 127, (63, 49)) from the world RNG, so the draws are part
- * of the dynamics. They are kept for the pixel observation. */
+ * draws uniform(32, 127, (63, 49)) from the world RNG, so in exact mode the
+ * draws are part of the dynamics: the RNG skips past them (two 32-bit
+ * outputs each) and keeps the state before them for the pixel observation.
+ * Fast mode skips them. */
 static void observation_draws(ag_crafter_env *e) {
-  e->night_noise_valid = e->world.daylight < 0.5;
-  if (e->night_noise_valid)
-    ag_crafter_rng_uniform_fill(&e->world.rng, 32, 127, e->night_noise, AG_CRAFTER_NIGHT_NOISE);
+  e->night_noise_valid = false;
+  if (e->world.daylight >= 0.5 || e->mode == AG_CRAFTER_MODE_FAST) return;
+  e->noise_rng = e->world.rng;
+  ag_crafter_rng_skip(&e->world.rng, 2 * (size_t)AG_CRAFTER_NIGHT_NOISE);
+  e->night_noise_valid = true;
 }
 
 /* ---- the env ------------------------------------------------------------------------- */
 
 ag_status ag_crafter_create(int64_t seed, ag_crafter_env **out) {
+  return ag_crafter_create_mode(seed, AG_CRAFTER_MODE_EXACT, out);
+}
+
+ag_crafter_mode ag_crafter_get_mode(const ag_crafter_env *e) {
+  return e ? e->mode : AG_CRAFTER_MODE_EXACT;
+}
+
+const char *ag_crafter_mode_name(ag_crafter_mode mode) {
+  switch (mode) {
+  case AG_CRAFTER_MODE_EXACT: return "exact";
+  case AG_CRAFTER_MODE_FAST: return "fast";
+  }
+  return "";
+}
+
+ag_status ag_crafter_create_mode(int64_t seed, ag_crafter_mode mode, ag_crafter_env **out) {
   if (!out) return ag_error_set(AG_ERR_INVALID, "crafter: out is NULL");
   *out = NULL;
+  if (mode != AG_CRAFTER_MODE_EXACT && mode != AG_CRAFTER_MODE_FAST)
+    return ag_error_set(AG_ERR_INVALID, "crafter: unknown mode %d (valid: 0 exact, 1 fast)",
+                        (int)mode);
   ag_crafter_env *e = calloc(1, sizeof *e);
   if (!e) return ag_error_set(AG_ERR_NOMEM, "crafter: cannot allocate the env");
   ag_status st = ag_crafter_world_init(&e->world);
@@ -616,6 +715,7 @@ ag_status ag_crafter_create(int64_t seed, ag_crafter_env **out) {
     return st;
   }
   e->seed = seed;
+  e->mode = mode;
   e->length = AG_CRAFTER_DEFAULT_LENGTH;
   *out = e;
   return AG_OK;
@@ -624,6 +724,7 @@ ag_status ag_crafter_create(int64_t seed, ag_crafter_env **out) {
 void ag_crafter_destroy(ag_crafter_env *e) {
   if (!e) return;
   ag_crafter_world_free(&e->world);
+  free(e->candidates);
   free(e);
 }
 
@@ -670,11 +771,14 @@ ag_status ag_crafter_step(ag_crafter_env *e, int action, double *reward, bool *d
   if (!e->started) return ag_error_set(AG_ERR_INVALID, "crafter: step before reset");
   ag_crafter_world *w = &e->world;
   e->step++;
-  w->daylight = ag_crafter_daylight(e->step);
+  w->daylight = ag_crafter_daylight_at(e->step);
   e->action = action;
-  // Objects alive now, ascending id; those added during the loop wait.
-  uint32_t count = w->object_count;
-  for (uint32_t id = 1; id < count; id++) {
+  // Objects alive now, ascending id; those added during the loop wait. An
+  // object removes only itself during the loop, so the snapshot is exact.
+  ag_crafter_world_compact(w);
+  uint32_t count = w->live_count;
+  for (uint32_t i = 0; i < count; i++) {
+    uint32_t id = w->live[i];
     const ag_crafter_object *o = &w->objects[id];
     if (!o->type || player_distance(e, o->x, o->y) >= VIEW_DISTANCE) continue;
     switch (o->type) {

@@ -36,27 +36,32 @@ void ag_crafter_simplex_seed(ag_crafter_simplex *s, int64_t seed) {
     int64_t m = sv % n;
     if (m < 0) m += n;
     int64_t r = (m + 31) % n;
-    s->perm[i] = source[r];
-    s->grad_index3[i] = (s->perm[i] % 24) * 3; // int((perm % (72 / 3)) * 3)
+    int64_t perm = source[r];
+    s->perm[i] = (uint8_t)perm;
+    // The gradient of perm[i]: GRAD3[int((perm % (72 / 3)) * 3)], as float64
+    // (an int8 converts exactly, so products below are the package's).
+    int64_t g = (perm % 24) * 3;
+    s->gx[i] = GRAD3[g];
+    s->gy[i] = GRAD3[g + 1];
+    s->gz[i] = GRAD3[g + 2];
     source[r] = source[i];
   }
 }
 
-static double extrapolate3(const ag_crafter_simplex *s, int64_t xsb, int64_t ysb, int64_t zsb,
-                           double dx, double dy, double dz) {
-  int64_t a = s->perm[xsb & 0xFF];
-  int64_t b = s->perm[(a + ysb) & 0xFF];
-  int64_t index = s->grad_index3[(b + zsb) & 0xFF];
-  return GRAD3[index] * dx + GRAD3[index + 1] * dy + GRAD3[index + 2] * dz;
-}
-
-// value += attn^4 * gradient . d when the vertex is within reach.
-static double contrib(const ag_crafter_simplex *s, int64_t xv, int64_t yv, int64_t zv, double dx,
-                      double dy, double dz) {
+// value += attn^4 * gradient . d when attn = 2 - |d|^2 > 0. Branch-free:
+// otherwise it adds +0.0, which leaves any sum but -0.0 unchanged, and the
+// sum (starting at +0.0) is never -0.0 (x + -x is +0.0 when rounding to
+// nearest).
+static inline double contrib(const ag_crafter_simplex *s, int64_t xv, int64_t yv, int64_t zv,
+                             double dx, double dy, double dz) {
   double attn = 2 - dx * dx - dy * dy - dz * dz;
-  if (!(attn > 0)) return 0.0;
-  attn *= attn;
-  return attn * attn * extrapolate3(s, xv, yv, zv, dx, dy, dz);
+  int64_t a = s->perm[xv & 0xFF];
+  int64_t b = s->perm[(a + yv) & 0xFF];
+  int64_t g = (b + zv) & 0xFF;
+  double ext = s->gx[g] * dx + s->gy[g] * dy + s->gz[g] * dz;
+  double a2 = attn * attn;
+  double c = a2 * a2 * ext;
+  return attn > 0 ? c : 0.0;
 }
 
 double ag_crafter_simplex_noise3(const ag_crafter_simplex *s, double x, double y, double z) {

@@ -19,38 +19,51 @@ void ag_crafter_rng_seed(ag_crafter_rng *r, uint32_t seed) {
   r->pos = AG_CRAFTER_MT_N;
 }
 
-// Regenerates all 624 words at once, as numpy's mt19937_gen does.
-static void mt_generate(ag_crafter_rng *r) {
+// Regenerates all 624 words at once, as numpy's mt19937_gen does. Word i
+// reads i + 1 (not yet rewritten) and i + 397 (old in the first loop,
+// rewritten 227 words earlier in the second), so lanes of a SIMD chunk never
+// depend on each other: `omp simd` is exact here.
+void ag_crafter_rng_generate(ag_crafter_rng *r) {
   uint32_t *k = r->key;
-  int i;
-  for (i = 0; i < AG_CRAFTER_MT_N - MT_M; i++) {
+  enum { N = AG_CRAFTER_MT_N };
+#pragma omp simd
+  for (int i = 0; i < N - MT_M; i++) {
     uint32_t y = (k[i] & MT_UPPER) | (k[i + 1] & MT_LOWER);
     k[i] = k[i + MT_M] ^ (y >> 1) ^ ((0u - (y & 1u)) & MT_MATRIX_A);
   }
-  for (; i < AG_CRAFTER_MT_N - 1; i++) {
+#pragma omp simd safelen(128) // the dependence distance is 227
+  for (int i = N - MT_M; i < N - 1; i++) {
     uint32_t y = (k[i] & MT_UPPER) | (k[i + 1] & MT_LOWER);
-    k[i] = k[i + (MT_M - AG_CRAFTER_MT_N)] ^ (y >> 1) ^ ((0u - (y & 1u)) & MT_MATRIX_A);
+    k[i] = k[i + (MT_M - N)] ^ (y >> 1) ^ ((0u - (y & 1u)) & MT_MATRIX_A);
   }
-  uint32_t y = (k[AG_CRAFTER_MT_N - 1] & MT_UPPER) | (k[0] & MT_LOWER);
-  k[AG_CRAFTER_MT_N - 1] = k[MT_M - 1] ^ (y >> 1) ^ ((0u - (y & 1u)) & MT_MATRIX_A);
+  uint32_t y = (k[N - 1] & MT_UPPER) | (k[0] & MT_LOWER);
+  k[N - 1] = k[MT_M - 1] ^ (y >> 1) ^ ((0u - (y & 1u)) & MT_MATRIX_A);
   r->pos = 0;
 }
 
-uint32_t ag_crafter_rng_next32(ag_crafter_rng *r) {
-  if (r->pos >= AG_CRAFTER_MT_N) mt_generate(r);
-  uint32_t y = r->key[r->pos++];
-  y ^= y >> 11;
-  y ^= (y << 7) & 0x9d2c5680u;
-  y ^= (y << 15) & 0xefc60000u;
-  y ^= y >> 18;
-  return y;
+void ag_crafter_rng_next32_fill(ag_crafter_rng *r, uint32_t *out, size_t n) {
+  while (n > 0) {
+    if (r->pos >= AG_CRAFTER_MT_N) ag_crafter_rng_generate(r);
+    size_t take = (size_t)(AG_CRAFTER_MT_N - r->pos);
+    if (take > n) take = n;
+    const uint32_t *k = r->key + r->pos;
+#pragma omp simd
+    for (size_t i = 0; i < take; i++) out[i] = ag_crafter_rng_temper(k[i]);
+    r->pos += (int)take;
+    out += take;
+    n -= take;
+  }
 }
 
-double ag_crafter_rng_random(ag_crafter_rng *r) {
-  // Two separate statements: the high part is always drawn first.
-  int32_t a = (int32_t)(ag_crafter_rng_next32(r) >> 5);
-  int32_t b = (int32_t)(ag_crafter_rng_next32(r) >> 6);
-  return (a * 67108864.0 + b) / 9007199254740992.0;
+void ag_crafter_rng_skip(ag_crafter_rng *r, size_t n) {
+  // Tempering only reads the key, so skipping outputs is regenerating blocks.
+  while (n > 0) {
+    if (r->pos >= AG_CRAFTER_MT_N) ag_crafter_rng_generate(r);
+    size_t take = (size_t)(AG_CRAFTER_MT_N - r->pos);
+    if (take > n) take = n;
+    r->pos += (int)take;
+    n -= take;
+  }
 }
 
 double ag_crafter_rng_uniform(ag_crafter_rng *r, double lo, double hi) {
@@ -60,7 +73,23 @@ double ag_crafter_rng_uniform(ag_crafter_rng *r, double lo, double hi) {
 
 void ag_crafter_rng_uniform_fill(ag_crafter_rng *r, double lo, double hi, double *out, size_t n) {
   double range = hi - lo;
-  for (size_t i = 0; i < n; i++) out[i] = lo + range * ag_crafter_rng_random(r);
+  // In blocks: the raw outputs first, then random_sample's arithmetic on
+  // pairs, which is exact in any lane order (one multiply, one add each).
+  enum { BLOCK = 512 };
+  uint32_t raw[2 * BLOCK];
+  while (n > 0) {
+    size_t m = n < BLOCK ? n : BLOCK;
+    ag_crafter_rng_next32_fill(r, raw, 2 * m);
+    // a * 2**26 + b is exact in float64 (under 2**53), so it equals the
+    // integer (a << 26) | b converted once.
+#pragma omp simd
+    for (size_t i = 0; i < m; i++) {
+      uint64_t a = raw[2 * i] >> 5, b = raw[2 * i + 1] >> 6;
+      out[i] = lo + range * ((double)(int64_t)((a << 26) | b) / 9007199254740992.0);
+    }
+    out += m;
+    n -= m;
+  }
 }
 
 // The smallest all-ones mask covering v (numpy's gen_mask).

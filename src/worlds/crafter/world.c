@@ -2,6 +2,7 @@
 #include "worlds/crafter/crafter_internal.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +62,22 @@ double ag_crafter_daylight(int64_t step) {
   return 1 - pow(fabs(cos(3.141592653589793 * progress)), 3.0);
 }
 
+// Every step of a default-length episode: the daylight function is pure, so
+// the table holds exactly its values.
+enum { DAYLIGHT_TABLE = AG_CRAFTER_DEFAULT_LENGTH + 1 };
+static double daylight_table[DAYLIGHT_TABLE];
+static pthread_once_t daylight_once = PTHREAD_ONCE_INIT;
+
+static void daylight_init(void) {
+  for (int i = 0; i < DAYLIGHT_TABLE; i++) daylight_table[i] = ag_crafter_daylight(i);
+}
+
+double ag_crafter_daylight_at(int64_t step) {
+  if (step < 0 || step >= DAYLIGHT_TABLE) return ag_crafter_daylight(step);
+  pthread_once(&daylight_once, daylight_init);
+  return daylight_table[step];
+}
+
 int ag_crafter_chunk_index(int x, int y) {
   return (x / AG_CRAFTER_CHUNK) * AG_CRAFTER_CHUNKS_AXIS + y / AG_CRAFTER_CHUNK;
 }
@@ -80,7 +97,11 @@ ag_status ag_crafter_world_init(ag_crafter_world *w) {
   if (!w) return ag_error_set(AG_ERR_INVALID, "crafter: world is NULL");
   memset(w, 0, sizeof *w);
   w->objects = calloc(INITIAL_OBJECT_CAPACITY, sizeof *w->objects);
-  if (!w->objects) return ag_error_set(AG_ERR_NOMEM, "crafter: cannot allocate the object table");
+  w->live = calloc(INITIAL_OBJECT_CAPACITY, sizeof *w->live);
+  if (!w->objects || !w->live) {
+    ag_crafter_world_free(w);
+    return ag_error_set(AG_ERR_NOMEM, "crafter: cannot allocate the object table");
+  }
   w->object_capacity = INITIAL_OBJECT_CAPACITY;
   ag_crafter_world_clear(w, 0);
   return AG_OK;
@@ -89,8 +110,10 @@ ag_status ag_crafter_world_init(ag_crafter_world *w) {
 void ag_crafter_world_free(ag_crafter_world *w) {
   if (!w) return;
   free(w->objects);
+  free(w->live);
   w->objects = NULL;
-  w->object_capacity = w->object_count = 0;
+  w->live = NULL;
+  w->object_capacity = w->object_count = w->live_count = 0;
 }
 
 void ag_crafter_world_clear(ag_crafter_world *w, uint32_t world_seed) {
@@ -100,11 +123,21 @@ void ag_crafter_world_clear(ag_crafter_world *w, uint32_t world_seed) {
   memset(w->inventory, 0, sizeof w->inventory);
   if (w->objects) memset(w->objects, 0, w->object_capacity * sizeof *w->objects);
   w->object_count = 1; // id 0 is the original's None sentinel
+  w->live_count = 0;
   w->chunk_count = 0;
   w->world_seed = world_seed;
   w->simplex_seed = 0;
   w->daylight = 0.0;
   ag_crafter_rng_seed(&w->rng, world_seed);
+}
+
+void ag_crafter_world_compact(ag_crafter_world *w) {
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < w->live_count; i++) {
+    uint32_t id = w->live[i];
+    if (w->objects[id].type) w->live[n++] = id;
+  }
+  w->live_count = n;
 }
 
 ag_status ag_crafter_world_add(ag_crafter_world *w, int type, int x, int y, uint32_t *id) {
@@ -120,6 +153,9 @@ ag_status ag_crafter_world_add(ag_crafter_world *w, int type, int x, int y, uint
     if (!grown) return ag_error_set(AG_ERR_NOMEM, "crafter: cannot grow the object table");
     memset(grown + w->object_capacity, 0, (cap - w->object_capacity) * sizeof *grown);
     w->objects = grown;
+    uint32_t *live = realloc(w->live, cap * sizeof *live);
+    if (!live) return ag_error_set(AG_ERR_NOMEM, "crafter: cannot grow the object table");
+    w->live = live;
     w->object_capacity = cap;
   }
   uint32_t new_id = w->object_count++;
@@ -129,6 +165,7 @@ ag_status ag_crafter_world_add(ag_crafter_world *w, int type, int x, int y, uint
   o->x = (uint8_t)x;
   o->y = (uint8_t)y;
   w->obj[x * AG_CRAFTER_AREA + y] = new_id;
+  w->live[w->live_count++] = new_id;
   int chunk = ag_crafter_chunk_index(x, y);
   if (!w->chunk_seen[chunk]) {
     w->chunk_seen[chunk] = 1;

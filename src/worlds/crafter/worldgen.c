@@ -14,57 +14,121 @@ static double simplex1(const ag_crafter_simplex *s, double x, double y, double z
   return ag_crafter_simplex_noise3(s, x / size, y / size, z);
 }
 
-// worldgen._simplex with sizes {15: 1, 5: w}: the dict's order (15 first),
-// normalised by sum([1, w]) when asked.
-static double simplex_15_5(const ag_crafter_simplex *s, double x, double y, double z, double w,
-                           bool normalize) {
-  double value = ag_crafter_simplex_noise3(s, x / 15, y / 15, z);
-  value += w * ag_crafter_simplex_noise3(s, x / 5, y / 5, z);
-  if (normalize) value /= 1 + w;
-  return value;
-}
-
 // Euclidean distance from (x, y) to the player: np.sqrt of an integer.
 static double player_distance(int x, int y, int px, int py) {
   int dx = x - px, dy = y - py;
   return sqrt((double)(dx * dx + dy * dy));
 }
 
-static uint8_t material_at(const ag_crafter_simplex *s, ag_crafter_rng *r, int x, int y, int px,
-                           int py, bool *tunnel) {
+/* A column's cells as far as the noise decides them, computed field by
+ * field: noise3 branches on where its input falls, and inputs that vary
+ * smoothly from call to call make those branches predictable. Every field is
+ * pure (no draws), so computing it before the scan changes nothing; each is
+ * computed only where the original evaluates it. */
+enum { UNDECIDED = 0, ORE = 0xFF }; /* else the material; ORE: a mountain draw decides */
+typedef struct column_noise {
+  uint8_t kind[AG_CRAFTER_AREA]; /* a material, UNDECIDED (grassland) or ORE */
+  bool tunnel[AG_CRAFTER_AREA];
+  double mountain[AG_CRAFTER_AREA];
+  double noise[AG_CRAFTER_AREA]; /* ORE: the coal noise; UNDECIDED: the tree noise */
+} column_noise;
+
+static void column(const ag_crafter_simplex *s, int x, int px, int py, column_noise *c) {
+  enum { N = AG_CRAFTER_AREA };
+  const double fx = x;
+  double start[N], water[N], a[N], b[N];
+  for (int y = 0; y < N; y++) {
+    double v = 4 - player_distance(x, y, px, py);
+    v += 2 * simplex1(s, fx, y, 8, 3);
+    // libm's exp: the golden files' numpy ran without AVX-512 (see daylight
+    // in world.c); the 8 golden worlds come out the same with SVML's exp too.
+    start[y] = 1 / (1 + exp(-v));
+    c->kind[y] = start[y] > 0.5 ? AG_CRAFTER_GRASS : UNDECIDED;
+    c->tunnel[y] = false;
+  }
+  // Water and mountain: worldgen._simplex with sizes {15: 1, 5: w}, the
+  // dict's order (15 first), normalised by sum([1, w]) for the mountains.
+  // The original computes them for every cell; where the start area decided
+  // they are unused.
+  bool open[N];
+  for (int y = 0; y < N; y++) open[y] = c->kind[y] == UNDECIDED;
+  for (int y = 0; y < N; y++)
+    if (open[y]) a[y] = ag_crafter_simplex_noise3(s, fx / 15, (double)y / 15, 3);
+  for (int y = 0; y < N; y++)
+    if (open[y]) b[y] = ag_crafter_simplex_noise3(s, fx / 5, (double)y / 5, 3);
+  for (int y = 0; y < N; y++) {
+    if (!open[y]) continue;
+    double value = a[y];
+    value += 0.15 * b[y];
+    water[y] = value + 0.1;
+    water[y] -= 2 * start[y];
+  }
+  for (int y = 0; y < N; y++)
+    if (open[y]) a[y] = ag_crafter_simplex_noise3(s, fx / 15, (double)y / 15, 0);
+  for (int y = 0; y < N; y++)
+    if (open[y]) b[y] = ag_crafter_simplex_noise3(s, fx / 5, (double)y / 5, 0);
+  bool hill[N];
+  for (int y = 0; y < N; y++) {
+    hill[y] = false;
+    if (!open[y]) continue;
+    double value = a[y];
+    value += 0.3 * b[y];
+    value /= 1 + 0.3;
+    c->mountain[y] = value - (4 * start[y] + 0.3 * water[y]);
+    hill[y] = c->mountain[y] > 0.15;
+  }
+  // Mountains: caves, then horizontal and vertical tunnels, then the coal
+  // noise of the ores.
+  for (int y = 0; y < N; y++)
+    if (hill[y] && simplex1(s, fx, y, 6, 7) > 0.15 && c->mountain[y] > 0.3) {
+      c->kind[y] = AG_CRAFTER_PATH;
+      hill[y] = false;
+    }
+  for (int y = 0; y < N; y++)
+    if (hill[y] && simplex1(s, 2 * fx, (double)y / 5, 7, 3) > 0.4) {
+      c->kind[y] = AG_CRAFTER_PATH, c->tunnel[y] = true;
+      hill[y] = false;
+    }
+  for (int y = 0; y < N; y++)
+    if (hill[y] && simplex1(s, fx / 5, 2 * (double)y, 7, 3) > 0.4) {
+      c->kind[y] = AG_CRAFTER_PATH, c->tunnel[y] = true;
+      hill[y] = false;
+    }
+  for (int y = 0; y < N; y++)
+    if (hill[y]) {
+      c->kind[y] = ORE;
+      c->noise[y] = simplex1(s, fx, y, 1, 8);
+    }
+  // Lowlands: sand, water, else grassland with the tree noise.
+  for (int y = 0; y < N; y++) {
+    if (!open[y] || c->mountain[y] > 0.15) continue;
+    if (0.25 < water[y] && water[y] <= 0.35 && simplex1(s, fx, y, 4, 9) > -0.2)
+      c->kind[y] = AG_CRAFTER_SAND;
+    else if (0.3 < water[y])
+      c->kind[y] = AG_CRAFTER_WATER;
+  }
+  for (int y = 0; y < N; y++)
+    if (c->kind[y] == UNDECIDED) c->noise[y] = simplex1(s, fx, y, 5, 7);
+}
+
+// The rest of the material of (x, y), in scan order: the draws.
+static uint8_t material_at(const ag_crafter_simplex *s, ag_crafter_rng *r, int x, int y,
+                           const column_noise *c) {
   const double fx = x, fy = y;
-  double start = 4 - player_distance(x, y, px, py);
-  start += 2 * simplex1(s, fx, fy, 8, 3);
-  // libm's exp: the golden files' numpy ran without AVX-512 (see daylight in
-  // world.c); the 8 golden worlds come out the same with SVML's exp too.
-  start = 1 / (1 + exp(-start));
-  double water = simplex_15_5(s, fx, fy, 3, 0.15, false) + 0.1;
-  water -= 2 * start;
-  double mountain = simplex_15_5(s, fx, fy, 0, 0.3, true);
-  mountain -= 4 * start + 0.3 * water;
-  *tunnel = false;
-  if (start > 0.5) return AG_CRAFTER_GRASS;
-  if (mountain > 0.15) {
-    if (simplex1(s, fx, fy, 6, 7) > 0.15 && mountain > 0.3) return AG_CRAFTER_PATH; // cave
-    if (simplex1(s, 2 * fx, fy / 5, 7, 3) > 0.4) { // horizontal tunnel
-      *tunnel = true;
-      return AG_CRAFTER_PATH;
-    }
-    if (simplex1(s, fx / 5, 2 * fy, 7, 3) > 0.4) { // vertical tunnel
-      *tunnel = true;
-      return AG_CRAFTER_PATH;
-    }
-    if (simplex1(s, fx, fy, 1, 8) > 0 && ag_crafter_rng_random(r) > 0.85) return AG_CRAFTER_COAL;
+  switch (c->kind[y]) {
+  case ORE: {
+    double mountain = c->mountain[y];
+    if (c->noise[y] > 0 && ag_crafter_rng_random(r) > 0.85) return AG_CRAFTER_COAL;
     if (simplex1(s, fx, fy, 2, 6) > 0.4 && ag_crafter_rng_random(r) > 0.75) return AG_CRAFTER_IRON;
     if (mountain > 0.18 && ag_crafter_rng_random(r) > 0.994) return AG_CRAFTER_DIAMOND;
     if (mountain > 0.3 && simplex1(s, fx, fy, 6, 5) > 0.35) return AG_CRAFTER_LAVA;
     return AG_CRAFTER_STONE;
   }
-  if (0.25 < water && water <= 0.35 && simplex1(s, fx, fy, 4, 9) > -0.2) return AG_CRAFTER_SAND;
-  if (0.3 < water) return AG_CRAFTER_WATER;
-  // Grassland.
-  if (simplex1(s, fx, fy, 5, 7) > 0 && ag_crafter_rng_random(r) > 0.8) return AG_CRAFTER_TREE;
-  return AG_CRAFTER_GRASS;
+  case UNDECIDED: // grassland
+    if (c->noise[y] > 0 && ag_crafter_rng_random(r) > 0.8) return AG_CRAFTER_TREE;
+    return AG_CRAFTER_GRASS;
+  default: return c->kind[y];
+  }
 }
 
 // The creature _set_object places at (x, y), or 0.
@@ -83,7 +147,7 @@ static int creature_at(ag_crafter_rng *r, uint8_t material, bool tunnel, double 
 ag_status ag_crafter_world_reset(ag_crafter_world *w, uint32_t world_seed) {
   if (!w || !w->objects) return ag_error_set(AG_ERR_INVALID, "crafter: world not initialised");
   ag_crafter_world_clear(w, world_seed);
-  w->daylight = ag_crafter_daylight(0);
+  w->daylight = ag_crafter_daylight_at(0);
 
   // The player first (id 1), at the centre, with data.yaml's initial items.
   const int px = AG_CRAFTER_AREA / 2, py = AG_CRAFTER_AREA / 2;
@@ -106,11 +170,15 @@ ag_status ag_crafter_world_reset(ag_crafter_world *w, uint32_t world_seed) {
 
   // Materials in scan order (x outer, y inner), then creatures in the same order.
   bool tunnels[AG_CRAFTER_CELLS];
-  for (int x = 0; x < AG_CRAFTER_AREA; x++)
+  for (int x = 0; x < AG_CRAFTER_AREA; x++) {
+    column_noise c;
+    column(&simplex, x, px, py, &c);
     for (int y = 0; y < AG_CRAFTER_AREA; y++) {
       int cell = x * AG_CRAFTER_AREA + y;
-      w->mat[cell] = material_at(&simplex, &w->rng, x, y, px, py, &tunnels[cell]);
+      w->mat[cell] = material_at(&simplex, &w->rng, x, y, &c);
+      tunnels[cell] = c.tunnel[y];
     }
+  }
   for (int x = 0; x < AG_CRAFTER_AREA; x++)
     for (int y = 0; y < AG_CRAFTER_AREA; y++) {
       int cell = x * AG_CRAFTER_AREA + y;

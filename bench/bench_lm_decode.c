@@ -10,10 +10,14 @@
  *   - peak RSS (getrusage; the largest model so far when several run). The
  *     model is inference-only, as the GGUF loader makes it: no gradients.
  *
- * Usage: bench_lm_decode [s15m|s110m|all] [tokens] [repeats]
- * (defaults all 256 3; the best of `repeats` runs is reported). */
+ * Usage: bench_lm_decode [s15m|s110m|all] [tokens] [repeats] [fast|tape] [b1]
+ * (defaults all 256 3 fast; the best of `repeats` runs is reported). Single
+ * tokens go through the tape-free path (src/nn/decode_fast.c) unless `tape`
+ * forces the tape's ops, as before that path existed; `b1` measures batch-1
+ * decoding only (quick side-by-side rounds). */
 #include "agora/ops.h"
 #include "agora/transformer.h"
+#include "nn/transformer_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,6 +152,8 @@ static ag_transformer *random_model(const ag_transformer_config *cfg, const floa
   return m;
 }
 
+static bool batch1_only; /* skip prompt processing and batch 8 */
+
 static void bench(const shape *s, int tokens, int repeats) {
   ag_transformer_config cfg =
       ag_transformer_llama_config(s->vocab, s->dim, s->layers, s->heads, s->heads, s->seq);
@@ -165,14 +171,14 @@ static void bench(const shape *s, int tokens, int repeats) {
   for (int r = 0; r < repeats; r++) {
     double x = greedy(m, kv1, 1, n);
     tg = x > tg ? x : tg;
-    x = prompt(m, kv1, 64);
+    x = batch1_only ? 0 : prompt(m, kv1, 64);
     pp = x > pp ? x : pp;
   }
   double bw2 = read_gbps(weights, floats);
   bw = bw2 > bw ? bw2 : bw;
   double rss1 = peak_rss_mb(); /* batch 1: weights, one sequence's cache, scratch */
   CHECK(ag_kv_cache_create(m, 8, n, &kv8));
-  for (int r = 0; r < repeats; r++) {
+  for (int r = 0; r < repeats && !batch1_only; r++) {
     double x = greedy(m, kv8, 8, n);
     tg8 = x > tg8 ? x : tg8;
   }
@@ -181,13 +187,15 @@ static void bench(const shape *s, int tokens, int repeats) {
   double weight_bytes = 4.0 * params;
   double kv_bytes = 4.0 * 2 * (double)s->layers * (n / 2.0) * (double)s->dim;
   printf("%-6s dim %lld hidden %lld layers %lld heads %lld vocab %lld seq %lld  params %.1fM  "
-         "threads %d\n",
+         "threads %d  path %s\n",
          s->name, (long long)s->dim, (long long)s->hidden, (long long)s->layers,
          (long long)s->heads, (long long)s->vocab, (long long)s->seq, params / 1e6,
-         ag_threads_get());
+         ag_threads_get(), ag_decode_path_get() == DECODE_TAPE ? "tape" : "fast");
   printf("  batch 1 greedy: %7.1f tokens/s over %d tokens (best of %d)\n", tg, n - 1, repeats);
-  printf("  prompt 64:      %7.1f tokens/s\n", pp);
-  printf("  batch 8 greedy: %7.1f tokens/s (all sequences)\n", tg8);
+  if (!batch1_only) {
+    printf("  prompt 64:      %7.1f tokens/s\n", pp);
+    printf("  batch 8 greedy: %7.1f tokens/s (all sequences)\n", tg8);
+  }
   double achieved = (weight_bytes + kv_bytes) * tg / 1e9;
   printf("  streamed/token: weights %.1f MB + KV %.1f MB (mean) -> %.1f GB/s at batch 1\n",
          weight_bytes / 1e6, kv_bytes / 1e6, achieved);
@@ -203,10 +211,15 @@ int main(int argc, char **argv) {
   const char *which = argc > 1 ? argv[1] : "all";
   int tokens = argc > 2 ? atoi(argv[2]) : 256;
   int repeats = argc > 3 ? atoi(argv[3]) : 3;
-  if (tokens < 2 || repeats < 1) {
-    fprintf(stderr, "usage: bench_lm_decode [s15m|s110m|all] [tokens>=2] [repeats>=1]\n");
+  const char *path = argc > 4 ? argv[4] : "fast";
+  batch1_only = argc > 5 && !strcmp(argv[5], "b1");
+  if (tokens < 2 || repeats < 1 || (strcmp(path, "fast") && strcmp(path, "tape")) ||
+      (argc > 5 && !batch1_only)) {
+    fprintf(stderr, "usage: bench_lm_decode [s15m|s110m|all] [tokens>=2] [repeats>=1] "
+                    "[fast|tape] [b1]\n");
     return 2;
   }
+  ag_decode_path_set(strcmp(path, "tape") ? DECODE_AUTO : DECODE_TAPE);
   ag_threads_init();
   int ran = 0;
   for (size_t i = 0; i < sizeof SHAPES / sizeof *SHAPES; i++)

@@ -1,7 +1,9 @@
 /* Incremental decoding: a KV cache for a batch of sequences of different
  * lengths, and a forward step that appends tokens to it without recording
  * anything. Weights are read where they are (ag_linear on the parameter
- * memory); scratch comes from the cache's own tape arena, reset each step. */
+ * memory); scratch comes from the cache's own tape arena, reset each step.
+ * A step of one token per sequence goes through decode_fast.c instead of
+ * the tape's ops, unless ag_decode_fast_refusal says why not. */
 #include "nn/transformer_internal.h"
 
 #include <stdlib.h>
@@ -186,6 +188,22 @@ ag_status ag_transformer_decode(ag_transformer *m, ag_kv_cache *c, const int32_t
   int32_t *positions = NULL;
   ag_status st = prepare_step(c, tokens, T, counts, &positions);
   if (st) return st;
+  if (!ag_decode_fast_refusal(m, c->batch, T, c->counts, rows)) {
+    /* one new token per sequence: the tape-free path (decode_fast.c) */
+    decode_fast_step step = {.batch = c->batch,
+                             .capacity = c->capacity,
+                             .keys = c->keys,
+                             .values = c->values,
+                             .length = c->length,
+                             .tokens = tokens,
+                             .counts = c->counts,
+                             .positions = positions,
+                             .arena = ag_tape_arena(t)};
+    st = ag_decode_fast(m, &step, logits);
+    if (st) return st;
+    for (int64_t b = 0; b < c->batch; b++) c->length[b] += c->counts[b];
+    return AG_OK;
+  }
   const int32_t *ids = safe_tokens(c, tokens, T);
   if (!ids) return ag_error_set(AG_ERR_NOMEM, "decode: out of memory");
   int64_t B = c->batch, C = m->config.hidden_size, V = m->config.vocab_size;

@@ -48,4 +48,46 @@ ag_tensor *ag_transformer_run_blocks(ag_tape *t, ag_transformer *m, const int32_
                                      int64_t T, const int32_t *positions, transformer_kv_fn kv,
                                      void *kv_ctx);
 
+/* ---- one token per sequence without the tape (src/nn/decode_fast.c) ---------- */
+
+/* Which path ag_transformer_decode takes for T = 1 steps. For tests and
+ * benchmarks (a process-wide setting, not thread-safe): AUTO uses the fast
+ * path wherever it applies, on one thread for small models; TAPE forces the
+ * tape path; FAST_THREADED is AUTO with every thread even for tiny models
+ * (so tests exercise the threaded code). */
+typedef enum decode_path { DECODE_AUTO = 0, DECODE_TAPE, DECODE_FAST_THREADED } decode_path;
+void ag_decode_path_set(decode_path p);
+decode_path ag_decode_path_get(void);
+/* The fast path's matrix-vector kernel (tests): AUTO picks the best this
+ * CPU runs. False (setting unchanged) when the CPU lacks the instructions. */
+typedef enum decode_kernel {
+  DECODE_KERNEL_AUTO = 0,
+  DECODE_KERNEL_AVX512,
+  DECODE_KERNEL_AVX2,
+  DECODE_KERNEL_PORTABLE
+} decode_kernel;
+bool ag_decode_kernel_set(decode_kernel k);
+
+/* NULL when the fast path computes this step, else why it does not (the tape
+ * path then does): T > 1, an adapter, AG_LOGITS_ALL with idle sequences. */
+const char *ag_decode_fast_refusal(const ag_transformer *m, int64_t batch, int64_t T,
+                                   const int32_t *counts, ag_logits_rows rows);
+
+/* One step of the fast path, checked already (transformer_decode.c's
+ * prepare_step): the cache's arrays, not its struct. */
+typedef struct decode_fast_step {
+  int64_t batch, capacity;
+  float *keys, *values;     /* (layers, batch, kv_heads, capacity, head_dim) */
+  const int64_t *length;    /* (batch) tokens cached before this step */
+  const int32_t *tokens;    /* (batch) the new tokens */
+  const int32_t *counts;    /* (batch) 1: append tokens[b]; 0: idle (zero logits) */
+  const int32_t *positions; /* (batch) each token's position (gpt2: clamped to wpe) */
+  ag_arena *arena;          /* scratch, reset by the caller before the step */
+} decode_fast_step;
+
+/* Writes each active sequence's new key and value at position length[b]
+ * (the caller then advances the lengths) and sets *logits to (batch, V)
+ * in the arena. */
+ag_status ag_decode_fast(const ag_transformer *m, const decode_fast_step *s, const float **logits);
+
 #endif

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# `agora shape run`: a small run writes curve.csv (steps + 1 rows) and
-# curve.jsonl, prints each player's final value and, with --json, a last line
-# with welfare, returns and cooperation_rate; the same seed gives the same
-# result. A seat list that does not match --players, an unknown game, a
-# payoff file with a bad entry and n outside the family's range are errors
-# naming the problem, before any work.
+# `agora shape run`: a small run writes curve.csv (steps + 1 rows),
+# curve.jsonl and plot.gp (plot.svg when gnuplot is installed), prints each
+# player's final value and, with --json, a last line with welfare, returns
+# and cooperation_rate; the same seed gives the same result; --seats and its
+# older name --learners; fixed seats give their closed-form values; an ES
+# seat is trained first (es_training.csv, shaper.json). A seat list that does
+# not match --players, an unknown game, a payoff file with a bad entry and n
+# outside the family's range or 2..8 are errors naming the problem, before
+# any work. `agora shape sweep`: a tiny grid writes its summary, a second run
+# skips every cell, bad lists are refused.
 # Usage: test_shaping.sh path/to/agora   (run from the repository root)
 set -u
 AGORA=${1:?usage: test_shaping.sh path/to/agora}
@@ -72,6 +76,69 @@ status "payoff file" 0 shape run --game "$TMP/ok.json" --players 2 --learners lo
   --steps 5 --out "$TMP/d"
 if [ -e "$TMP/c/curve.csv" ]; then fail "no output after bad input"; else
   pass "no output after bad input"; fi
+
+status "seats flag" 0 shape run --game ipd --players 3 --seats lola,naive,naive --steps 20 \
+  --seed 4 --out "$TMP/e" --json
+if cmp -s "$TMP/a/curve.csv" "$TMP/e/curve.csv"; then pass "--seats = --learners"; else
+  fail "--seats = --learners"; fi
+if [ -s "$TMP/e/plot.gp" ]; then pass "plot script"; else fail "plot script"; fi
+if command -v gnuplot >/dev/null; then
+  if grep -q "<svg" "$TMP/e/plot.svg" 2>/dev/null; then pass "plot.svg rendered"; else
+    fail "plot.svg rendered"; fi
+fi
+status "both seat flags" 2 shape run --players 2 --seats lola,lola --learners lola,lola \
+  --out "$TMP/c"
+status "no seats" 2 shape run --players 2 --out "$TMP/c"
+status "players above 8" 2 shape run --game "$TMP/ok.json" --players 9 \
+  --seats naive,naive,naive,naive,naive,naive,naive,naive,naive --out "$TMP/c"
+status "players below 2" 2 shape run --players 1 --seats naive --out "$TMP/c"
+
+# tft against two alld, gamma 0.9: 0 + 0.9/0.1 = 9; each alld 3 + 9 = 12.
+status "fixed seats" 0 shape run --game ipd --players 3 --seats tft,alld,alld --gamma 0.9 \
+  --steps 3 --out "$TMP/f" --json
+if tail -1 "$TMP/out" | $PY -c '
+import json, sys
+d = json.loads(sys.stdin.read())
+r = d["returns"]
+assert abs(r[0] - 9) < 1e-6 and abs(r[1] - 12) < 1e-6 and abs(r[2] - 12) < 1e-6, r
+'; then pass "fixed seats' closed-form values"; else fail "fixed seats' closed-form values"; fi
+
+status "es seat" 0 shape run --game sh --players 3 --seats es,naive,tft-maj --steps 5 \
+  --es-generations 2 --es-population 4 --hidden 4 --seed 2 --out "$TMP/g" --json
+if [ "$(wc -l <"$TMP/g/es_training.csv")" -eq 3 ] && [ -s "$TMP/g/shaper.json" ] &&
+  tail -1 "$TMP/out" | $PY -c '
+import json, sys
+d = json.loads(sys.stdin.read())
+assert len(d["es_training_fitness"]) == 1 and d["seats"] == ["es", "naive", "tft-maj"]
+assert len(d["returns"]) == 3 and 0 <= d["cooperation_rate"] <= 1
+'; then pass "es training output"; else fail "es training output"; fi
+status "bad seat kind" 1 shape run --players 3 --seats es,naive,ppo --out "$TMP/c"
+mentions "bad seat message" "'ppo' is not a seat kind"
+
+status "sweep" 0 shape sweep --games ipd --players 3 --seeds 2 --evaluations 1 --steps 5 \
+  --es-generations 1 --es-population 2 --hidden 4 --out "$TMP/sw" --json --threads 1
+if tail -1 "$TMP/out" | $PY -c '
+import json, sys
+d = json.loads(sys.stdin.read())
+assert d["cells"] == 5 and d["jobs_run"] == 10 and d["jobs_skipped"] == 0, d
+' && [ "$(wc -l <"$TMP/sw/results.jsonl")" -eq 10 ] && grep -q "| ipd | 3 | lola | 2 |" "$TMP/out"
+then pass "sweep results and table"; else fail "sweep results and table"; fi
+status "sweep resumed" 0 shape sweep --games ipd --players 3 --seeds 2 --evaluations 1 --steps 5 \
+  --es-generations 1 --es-population 2 --hidden 4 --out "$TMP/sw" --json --threads 1
+if tail -1 "$TMP/out" | $PY -c '
+import json, sys
+d = json.loads(sys.stdin.read())
+assert d["jobs_run"] == 0 and d["jobs_skipped"] == 10, d
+'; then pass "sweep skips done cells"; else fail "sweep skips done cells"; fi
+status "sweep other settings" 1 shape sweep --games ipd --players 3 --seeds 2 --evaluations 1 \
+  --steps 6 --es-generations 1 --es-population 2 --hidden 4 --out "$TMP/sw"
+mentions "sweep other settings message" "steps"
+status "sweep players" 2 shape sweep --players 3,9 --out "$TMP/sw2"
+status "sweep shapers" 2 shape sweep --shapers lola,ppo --out "$TMP/sw2"
+status "sweep game" 1 shape sweep --games ipd,nope --out "$TMP/sw2"
+mentions "sweep game message" "nope"
+if [ -e "$TMP/sw2" ]; then fail "no sweep output after bad input"; else
+  pass "no sweep output after bad input"; fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,4 +1,5 @@
-/* Naive and LOLA learners on exact closed-form values (shaping.h). */
+/* Seat kinds, and the naive and LOLA updates on exact closed-form values
+ * (shaping.h). */
 #include "agora/shaping.h"
 
 #include <math.h>
@@ -8,13 +9,19 @@
 struct ag_shaping_exact {
   ag_game_exact *game;
   int n, S;
-  double *grad; /* (n, n, S): grad[i][j] = dV^i / dtheta_j */
-  double *term; /* (S) */
+  double *grad;                                  /* (n, n, S): grad[i][j] = dV^i / dtheta_j */
+  double *term;                                  /* (S) */
+  ag_shaping_learner seats[AG_GAME_MAX_PLAYERS]; /* of the last update */
   bool evaluated;
 };
 
+static const char *const learner_names[AG_LEARNER_COUNT] = {
+    [AG_LEARNER_NAIVE] = "naive",         [AG_LEARNER_LOLA] = "lola", [AG_LEARNER_ES] = "es",
+    [AG_LEARNER_ALLC] = "allc",           [AG_LEARNER_ALLD] = "alld", [AG_LEARNER_TFT] = "tft",
+    [AG_LEARNER_TFT_MAJORITY] = "tft-maj"};
+
 const char *ag_shaping_learner_name(ag_shaping_learner l) {
-  return l == AG_LEARNER_LOLA ? "lola" : "naive";
+  return (int)l >= 0 && l < AG_LEARNER_COUNT ? learner_names[l] : "?";
 }
 
 ag_status ag_shaping_parse_seats(const char *list, int players, ag_shaping_learner *seats) {
@@ -24,15 +31,15 @@ ag_status ag_shaping_parse_seats(const char *list, int players, ag_shaping_learn
   for (;;) {
     const char *end = strchr(p, ',');
     size_t len = end ? (size_t)(end - p) : strlen(p);
-    ag_shaping_learner l;
-    if (len == 5 && !strncmp(p, "naive", 5))
-      l = AG_LEARNER_NAIVE;
-    else if (len == 4 && !strncmp(p, "lola", 4))
-      l = AG_LEARNER_LOLA;
-    else
-      return ag_error_set(AG_ERR_INVALID, "seats: entry %d '%.*s' is not a learner (naive, lola)",
+    int found = -1;
+    for (int l = 0; l < AG_LEARNER_COUNT; l++)
+      if (strlen(learner_names[l]) == len && !strncmp(p, learner_names[l], len)) found = l;
+    if (found < 0)
+      return ag_error_set(AG_ERR_INVALID,
+                          "seats: entry %d '%.*s' is not a seat kind (naive, lola, es, allc, "
+                          "alld, tft, tft-maj)",
                           count + 1, (int)len, p);
-    if (count < players) seats[count] = l;
+    if (count < players) seats[count] = (ag_shaping_learner)found;
     count++;
     if (!end) break;
     p = end + 1;
@@ -74,7 +81,7 @@ ag_status ag_shaping_exact_lola_term(ag_shaping_exact *s, int player, double *ou
   int n = s->n, S = s->S;
   memset(out, 0, sizeof(double) * (size_t)S);
   for (int j = 0; j < n; j++) {
-    if (j == player) continue;
+    if (j == player || ag_shaping_learner_is_fixed(s->seats[j])) continue;
     /* (grad_{theta_j} V^i), held fixed, along which V^j's gradient moves. */
     const double *u = s->grad + ((size_t)player * n + j) * S;
     ag_status st = ag_game_exact_mixed(s->game, j, player, j, u, s->term);
@@ -94,6 +101,7 @@ ag_status ag_shaping_exact_update(ag_shaping_exact *s, const ag_shaping_learner 
   ag_game_exact_gradients(s->game, s->grad);
   s->evaluated = true;
   int n = s->n, S = s->S;
+  memcpy(s->seats, seats, sizeof(ag_shaping_learner) * (size_t)n);
   for (int i = 0; i < n; i++) {
     double *d = delta + (size_t)i * S;
     const double *own = s->grad + ((size_t)i * n + i) * S;
@@ -101,79 +109,11 @@ ag_status ag_shaping_exact_update(ag_shaping_exact *s, const ag_shaping_learner 
       st = ag_shaping_exact_lola_term(s, i, d);
       if (st) return st;
       for (int k = 0; k < S; k++) d[k] = lr * own[k] + lr * correction * d[k];
-    } else {
+    } else if (seats[i] == AG_LEARNER_NAIVE) {
       for (int k = 0; k < S; k++) d[k] = lr * own[k];
+    } else {
+      memset(d, 0, sizeof(double) * (size_t)S); /* ES and fixed seats */
     }
   }
   return AG_OK;
-}
-
-static ag_status observe_step(ag_game_exact *e, int step, const double *theta, double *scratch,
-                              ag_shaping_observer observe, void *ctx) {
-  int n = ag_game_exact_players(e);
-  double gamma = ag_game_exact_gamma(e);
-  double *per_step = scratch, *coop = scratch + n;
-  const double *values = ag_game_exact_values(e);
-  ag_game_exact_cooperation(e, coop);
-  ag_shaping_record rec = {.step = step,
-                           .players = n,
-                           .states = ag_game_state_count(n),
-                           .theta = theta,
-                           .values = values,
-                           .reward_per_step = per_step,
-                           .cooperation = coop,
-                           .occupancy = ag_game_exact_occupancy(e)};
-  for (int i = 0; i < n; i++) {
-    per_step[i] = (1 - gamma) * values[i];
-    rec.welfare += per_step[i] / n;
-    rec.cooperation_rate += coop[i] / n;
-  }
-  return observe ? observe(&rec, ctx) : AG_OK;
-}
-
-ag_status ag_shaping_exact_run(const ag_shaping_run_config *cfg, ag_shaping_observer observe,
-                               void *ctx) {
-  if (!cfg || !cfg->game || !cfg->seats)
-    return ag_error_set(AG_ERR_INVALID, "ag_shaping_exact_run: NULL argument");
-  if (cfg->steps < 0)
-    return ag_error_set(AG_ERR_INVALID, "shaping: steps must be >= 0, got %d", cfg->steps);
-  if (!isfinite(cfg->lr) || !isfinite(cfg->correction) || !isfinite(cfg->init_std) ||
-      cfg->init_std < 0)
-    return ag_error_set(AG_ERR_INVALID, "shaping: lr, correction and init_std must be finite "
-                                        "(init_std >= 0)");
-  ag_game_exact *e = NULL;
-  ag_status st = ag_game_exact_new(cfg->game, cfg->gamma, &e);
-  if (st) return st;
-  ag_shaping_exact *s = NULL;
-  st = ag_shaping_exact_new(e, &s);
-  if (st) {
-    ag_game_exact_free(e);
-    return st;
-  }
-  int n = s->n, count = n * s->S;
-  double *theta = calloc((size_t)count, sizeof(double));
-  double *delta = calloc((size_t)count, sizeof(double));
-  double *scratch = calloc(2 * (size_t)n, sizeof(double));
-  if (!theta || !delta || !scratch) {
-    st = ag_error_set(AG_ERR_NOMEM, "shaping: out of memory");
-    goto done;
-  }
-  ag_rng rng;
-  ag_rng_seed(&rng, cfg->seed);
-  for (int k = 0; k < count; k++) theta[k] = cfg->init_std * ag_rng_normal(&rng);
-  for (int step = 0;; step++) {
-    /* The update evaluates the game at theta, which the record reports. */
-    st = ag_shaping_exact_update(s, cfg->seats, cfg->lr, cfg->correction, theta, delta);
-    if (st) break;
-    st = observe_step(e, step, theta, scratch, observe, ctx);
-    if (st || step == cfg->steps) break;
-    for (int k = 0; k < count; k++) theta[k] += delta[k];
-  }
-done:
-  free(theta);
-  free(delta);
-  free(scratch);
-  ag_shaping_exact_free(s);
-  ag_game_exact_free(e);
-  return st;
 }

@@ -119,14 +119,17 @@ static inline double score(const ag_game_exact *e, int j, int a, int state) {
   return ag_game_action(e->n, a, j) == 0 ? 1 - p : -p;
 }
 
-/* Probability of joint action a when every player j is in state o_j(g)
- * (g = N: the start state). */
-static double joint_prob(const ag_game_exact *e, int g, int a) {
+/* Every player's cooperation probability in its state after joint action g
+ * (g = N: the start state): coop (n). */
+static void coop_after(const ag_game_exact *e, int g, double *coop) {
+  for (int j = 0; j < e->n; j++) coop[j] = e->p[(size_t)j * e->S + ag_game_perspective(e->n, j, g)];
+}
+
+/* Probability of joint action a (player j's action is bit n-1-j) given
+ * every player's cooperation probability coop (n). */
+static double joint_prob(int n, const double *coop, int a) {
   double prob = 1;
-  for (int j = 0; j < e->n; j++) {
-    double p = e->p[(size_t)j * e->S + ag_game_perspective(e->n, j, g)];
-    prob *= ag_game_action(e->n, a, j) == 0 ? p : 1 - p;
-  }
+  for (int j = 0; j < n; j++) prob *= (a >> (n - 1 - j)) & 1 ? 1 - coop[j] : coop[j];
   return prob;
 }
 
@@ -139,13 +142,17 @@ ag_status ag_game_exact_evaluate(ag_game_exact *e, const double *theta) {
       return ag_error_set(AG_ERR_INVALID, "games: logit theta[%d][%d] is not finite", k / S, k % S);
     e->p[k] = sigmoid(theta[k]);
   }
-  for (int g = 0; g < N; g++)
+  double coop[AG_GAME_MAX_PLAYERS];
+  for (int g = 0; g < N; g++) {
+    coop_after(e, g, coop);
     for (int a = 0; a < N; a++) {
-      double pr = joint_prob(e, g, a);
+      double pr = joint_prob(n, coop, a);
       e->P[(size_t)g * N + a] = pr;
       e->lu[(size_t)g * N + a] = (g == a) - e->gamma * pr;
     }
-  for (int a = 0; a < N; a++) e->s0[a] = joint_prob(e, N, a);
+  }
+  coop_after(e, N, coop);
+  for (int a = 0; a < N; a++) e->s0[a] = joint_prob(n, coop, a);
   lapack_int info = LAPACKE_dgetrf(LAPACK_COL_MAJOR, N, N, e->lu, N, e->ipiv);
   if (info != 0)
     return ag_error_set(AG_ERR_INTERNAL, "games: LU of I - gamma P failed (dgetrf info %d)",
@@ -178,18 +185,20 @@ void ag_game_exact_cooperation(const ag_game_exact *e, double *coop) {
 
 void ag_game_exact_gradients(const ag_game_exact *e, double *grad) {
   int n = e->n, N = e->N, S = e->S;
+  double moved[1 << AG_GAME_MAX_PLAYERS]; /* row[a] c_j(a, s), shared by every i */
   for (int j = 0; j < n; j++) {
     for (int s = 0; s <= N; s++) {
       /* The row of P (or s0) that theta[j][s] moves, and its weight. */
       int g = s == N ? N : ag_game_joint_from_perspective(n, j, s);
       const double *row = s == N ? e->s0 : e->P + (size_t)g * N;
       double w = s == N ? 1 : e->gamma * e->x[g];
-      for (int i = 0; i < n; i++) {
-        const double *vi = e->v + (size_t)i * N;
-        double acc = 0;
-        for (int a = 0; a < N; a++) acc += row[a] * score(e, j, a, s) * vi[a];
-        grad[((size_t)i * n + j) * S + s] = w * acc;
-      }
+      for (int a = 0; a < N; a++) moved[a] = row[a] * score(e, j, a, s);
+      /* One accumulator per player, each summed in the order of a: the n
+       * sums run side by side instead of one long dependency chain. */
+      double acc[AG_GAME_MAX_PLAYERS] = {0};
+      for (int a = 0; a < N; a++)
+        for (int i = 0; i < n; i++) acc[i] += moved[a] * e->v[(size_t)i * N + a];
+      for (int i = 0; i < n; i++) grad[((size_t)i * n + j) * S + s] = w * acc[i];
     }
   }
 }

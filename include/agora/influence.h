@@ -145,17 +145,18 @@ ag_status ag_influence_finish_correction(ag_influence_factors *f);
 
 /* Tracked layers, in the order the model's parameters were added. */
 typedef struct ag_influence_layer_info {
-  const char *name;             /* "block1.conv1" */
-  ag_layer_kind kind;           /* linear or conv2d */
-  int64_t in_features;          /* columns of A, without the bias column */
-  int64_t out_features;         /* columns of S */
-  bool has_bias;                /* A has in_features + 1 columns */
-  double damping;               /* λ in use */
-  double mean_eigenvalue;       /* mean corrected eigenvalue */
-  const ag_tensor *weight;      /* the model's weight tensor */
+  const char *name;        /* "block1.conv1" */
+  ag_layer_kind kind;      /* linear or conv2d */
+  int64_t in_features;     /* columns of A, without the bias column */
+  int64_t out_features;    /* columns of S */
+  bool has_bias;           /* A has in_features + 1 columns */
+  double damping;          /* λ in use */
+  double mean_eigenvalue;  /* mean corrected eigenvalue */
+  const ag_tensor *weight; /* the model's weight tensor */
 } ag_influence_layer_info;
 int ag_influence_layer_count(const ag_influence_factors *f);
-ag_status ag_influence_layer(const ag_influence_factors *f, int layer, ag_influence_layer_info *out);
+ag_status ag_influence_layer(const ag_influence_factors *f, int layer,
+                             ag_influence_layer_info *out);
 
 /* The EK-FAC curvature block of a layer as a dense matrix, for tests: size
  * P = out_features * (in_features + has_bias), index o * cols + i matching the
@@ -185,8 +186,7 @@ uint64_t ag_influence_fingerprint(const ag_params *p);
 typedef struct ag_influence_queries ag_influence_queries;
 
 ag_status ag_influence_precondition(const ag_influence_factors *f, const ag_influence_model *m,
-                                    const ag_influence_data *queries,
-                                    ag_influence_queries **out);
+                                    const ag_influence_data *queries, ag_influence_queries **out);
 void ag_influence_queries_destroy(ag_influence_queries *q);
 int64_t ag_influence_query_count(const ag_influence_queries *q);
 /* v_q laid out like params->grad (params->total floats; zero outside tracked

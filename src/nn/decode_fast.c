@@ -142,9 +142,9 @@ ALWAYS_INLINE TARGET_AVX512 __m256 fold_512(__m512 a) {
         sums[j][b] = acc[0][b];                                                                    \
       }                                                                                            \
     }                                                                                              \
-    _Pragma("GCC unroll 4") for (int b = 0; b < nx; b++) _mm_storeu_ps(                            \
-        out + 4 * b, hsum4_256(fold(sums[0][b]), fold(sums[1][b]), fold(sums[2][b]),               \
-                               fold(sums[3][b])));                                                 \
+    _Pragma("GCC unroll 4") for (int b = 0; b < nx; b++)                                           \
+        _mm_storeu_ps(out + 4 * b, hsum4_256(fold(sums[0][b]), fold(sums[1][b]), fold(sums[2][b]), \
+                                             fold(sums[3][b])));                                   \
   }
 
 #define NO_PREFETCH(p) ((void)0)
@@ -155,10 +155,11 @@ ALWAYS_INLINE TARGET_AVX512 __m256 fold_512(__m512 a) {
 #endif
 #define NTA_PREFETCH(p) _mm_prefetch((const char *)((p) + NTA_FLOATS), _MM_HINT_NTA)
 
-#define MASK_512(n)       __mmask16 m_ = (__mmask16)((1u << (n)) - 1u)
+#define MASK_512(n)        __mmask16 m_ = (__mmask16)((1u << (n)) - 1u)
 #define MASKED_LOAD_512(p) _mm512_maskz_loadu_ps(m_, (p))
 #define MASK_256(n)                                                                                \
-  __m256i m_ = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+  __m256i m_ =                                                                                     \
+      _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
 #define MASKED_LOAD_256(p) _mm256_maskload_ps((p), m_)
 #define IDENTITY_256(v)    (v)
 
@@ -166,14 +167,14 @@ BLOCK_KERNEL(block_512, TARGET_AVX512, __m512, 16, _mm512_setzero_ps, _mm512_loa
              _mm512_fmadd_ps, _mm512_add_ps, MASK_512, MASKED_LOAD_512, fold_512, NO_PREFETCH)
 BLOCK_KERNEL(block_512_nta, TARGET_AVX512, __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps,
              _mm512_fmadd_ps, _mm512_add_ps, MASK_512, MASKED_LOAD_512, fold_512, NTA_PREFETCH)
-BLOCK_KERNEL(block_256, TARGET_AVX2, __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps,
-             _mm256_fmadd_ps, _mm256_add_ps, MASK_256, MASKED_LOAD_256, IDENTITY_256, NO_PREFETCH)
+BLOCK_KERNEL(block_256, TARGET_AVX2, __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_fmadd_ps,
+             _mm256_add_ps, MASK_256, MASKED_LOAD_256, IDENTITY_256, NO_PREFETCH)
 
 /* Weight rows four at a time; each row's sums are computed the same way
  * wherever a thread's range starts. U: 4 accumulators per input for one or
  * two inputs, 2 for three or four (at most 8 live accumulators). */
 #define ROWS_KERNEL(name, target, block, block_inputs)                                             \
-  target static void name(const float *w, int64_t n, int64_t in, const float *x, int64_t ldx,     \
+  target static void name(const float *w, int64_t n, int64_t in, const float *x, int64_t ldx,      \
                           int64_t nx, float *y, int64_t ldy) {                                     \
     float out[4 * (block_inputs)];                                                                 \
     for (int64_t r = 0; r < n; r += 4) {                                                           \
@@ -185,7 +186,8 @@ BLOCK_KERNEL(block_256, TARGET_AVX2, __m256, 8, _mm256_setzero_ps, _mm256_loadu_
         switch (nb) {                                                                              \
         case 1: block(1, 4, wr, rows, in, xb, ldx, out); break;                                    \
         case 2: block(2, (block_inputs) > 2 ? 4 : 2, wr, rows, in, xb, ldx, out); break;           \
-        case 3: block(3 < (block_inputs) ? 3 : (block_inputs), 2, wr, rows, in, xb, ldx, out);     \
+        case 3:                                                                                    \
+          block(3 < (block_inputs) ? 3 : (block_inputs), 2, wr, rows, in, xb, ldx, out);           \
           break;                                                                                   \
         default: block((block_inputs), 2, wr, rows, in, xb, ldx, out); break;                      \
         }                                                                                          \
@@ -337,18 +339,18 @@ typedef struct step_ctx {
   rows_fn rows;
   rows_fn head_rows; /* the LM head's kernel */
   int64_t n;
-  const int64_t *seq;  /* (n) batch index of each active sequence */
-  float *x;            /* (n, C) residual stream */
-  float *xn;           /* (threads, n, C) each thread's normalised copy of x */
-  float *q;            /* (n, Hq, D) rotated queries */
-  float *att;          /* (n, Hq D) attention output */
-  float *hid;          /* (n, I) MLP activations */
-  const float *rope;   /* (n, D) cos | sin of each new token's angles (llama) */
-  float *tmp;          /* (threads, tmp_floats) sums before their epilogue */
-  int64_t tmp_floats;  /* >= 2 n CHUNK_ROWS, >= n D and >= D */
-  float *scores;       /* (threads, capacity) attention weights */
-  float *compact;      /* (n, V) logits of the active rows; NULL: n == batch */
-  float *logits;       /* (batch, V) */
+  const int64_t *seq; /* (n) batch index of each active sequence */
+  float *x;           /* (n, C) residual stream */
+  float *xn;          /* (threads, n, C) each thread's normalised copy of x */
+  float *q;           /* (n, Hq, D) rotated queries */
+  float *att;         /* (n, Hq D) attention output */
+  float *hid;         /* (n, I) MLP activations */
+  const float *rope;  /* (n, D) cos | sin of each new token's angles (llama) */
+  float *tmp;         /* (threads, tmp_floats) sums before their epilogue */
+  int64_t tmp_floats; /* >= 2 n CHUNK_ROWS, >= n D and >= D */
+  float *scores;      /* (threads, capacity) attention weights */
+  float *compact;     /* (n, V) logits of the active rows; NULL: n == batch */
+  float *logits;      /* (batch, V) */
 } step_ctx;
 
 /* Layer l's keys (or values) of sequence b, head h, from position p. */
@@ -410,7 +412,8 @@ static void attend(const step_ctx *c, int64_t l, int64_t i, int64_t h, float *sc
   const decode_fast_step *s = c->s;
   int64_t D = cfg->head_dim, Hq = cfg->num_heads, b = c->seq[i];
   int64_t g = h / (Hq / cfg->num_kv_heads), S = s->length[b] + 1;
-  const float *K = cache_at(s, cfg, s->keys, l, b, g, 0), *V = cache_at(s, cfg, s->values, l, b, g, 0);
+  const float *K = cache_at(s, cfg, s->keys, l, b, g, 0),
+              *V = cache_at(s, cfg, s->values, l, b, g, 0);
   const float *q = c->q + (i * Hq + h) * D;
   float scale = (float)(1.0 / sqrt((double)D));
   for (int64_t d = 0; d < D; d++) qs[d] = q[d] * scale; /* scaled first, as the tape does */

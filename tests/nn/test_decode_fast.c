@@ -21,9 +21,9 @@
 typedef enum shape_kind { LLAMA_GQA, QWEN2, LLAMA_BIASES_DYNAMIC, GPT2 } shape_kind;
 
 static ag_transformer *model_of(shape_kind kind, uint64_t seed) {
-  ag_transformer_config c =
-      kind == GPT2 ? ag_transformer_gpt2_config(VOCAB, HIDDEN, LAYERS, 4, 128)
-                   : ag_transformer_llama_config(VOCAB, HIDDEN, LAYERS, 4, 2, 256);
+  ag_transformer_config c = kind == GPT2
+                                ? ag_transformer_gpt2_config(VOCAB, HIDDEN, LAYERS, 4, 128)
+                                : ag_transformer_llama_config(VOCAB, HIDDEN, LAYERS, 4, 2, 256);
   c.intermediate_size = MLP;
   if (kind != GPT2) c.rope.theta = 500.0f; /* short sequences: make the rotations turn */
   if (kind == QWEN2) {
@@ -118,8 +118,7 @@ static double fast_vs_tape(shape_kind kind, int64_t B, int steps, decode_path fa
       worst = fmax(worst, rel_diff(lf + b * V, lt + b * V, V));
     }
   }
-  for (int64_t b = 0; b < B; b++)
-    CHECK(ag_kv_cache_length(fast, b) == ag_kv_cache_length(tape, b));
+  for (int64_t b = 0; b < B; b++) CHECK(ag_kv_cache_length(fast, b) == ag_kv_cache_length(tape, b));
 done:
   ag_decode_path_set(DECODE_AUTO);
   ag_kv_cache_destroy(fast);
@@ -220,8 +219,8 @@ TEST(fast_path_refuses_what_it_does_not_cover) {
   CHECK(ag_decode_fast_refusal(m, 2, 1, one, AG_LOGITS_LAST) == NULL);
   CHECK(ag_decode_fast_refusal(m, 2, 1, one, AG_LOGITS_ALL) == NULL);
   CHECK(ag_decode_fast_refusal(m, 2, 1, idle, AG_LOGITS_LAST) == NULL);
-  CHECK(ag_decode_fast_refusal(m, 2, 2, one, AG_LOGITS_LAST) != NULL);  /* prompts */
-  CHECK(ag_decode_fast_refusal(m, 2, 1, idle, AG_LOGITS_ALL) != NULL);  /* padding rows */
+  CHECK(ag_decode_fast_refusal(m, 2, 2, one, AG_LOGITS_LAST) != NULL); /* prompts */
+  CHECK(ag_decode_fast_refusal(m, 2, 1, idle, AG_LOGITS_ALL) != NULL); /* padding rows */
   ag_decode_path_set(DECODE_TAPE);
   CHECK(ag_decode_fast_refusal(m, 2, 1, one, AG_LOGITS_LAST) != NULL);
   ag_decode_path_set(DECODE_AUTO);

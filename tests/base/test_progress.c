@@ -119,16 +119,20 @@ TEST(draws_counts_rate_eta_and_note_on_a_terminal) {
 TEST(eta_counts_down_from_the_measured_rate) {
   capture c;
   NEED_TERMINAL(c, 200);
-  /* 10 of 1000 items in ~0.2 s: the rest takes ~20 s. */
+  /* 10 of 1000 items in ~0.2 s: the rest takes ~20 s, or 99x the time the
+   * 10 items really took on a loaded machine (measured around them). */
+  double t0 = ag_time_seconds();
   ag_progress *p = ag_progress_begin("eta", 1000, "items");
   sleep_seconds(0.2);
   ag_progress_update(p, 10);
+  double took = ag_time_seconds() - t0;
   ag_progress_end(p);
   char *out = capture_end(&c, NULL);
   const char *eta = strstr(out, "ETA ");
   int minutes = -1, seconds = -1;
   if (eta) sscanf(eta, "ETA %d:%d", &minutes, &seconds);
-  CHECK_MSG(minutes == 0 && seconds >= 10 && seconds <= 21, "output: %s", out);
+  int total = minutes * 60 + seconds;
+  CHECK_MSG(minutes >= 0 && total >= 10 && total <= (int)(99 * took) + 2, "output: %s", out);
   free(out);
 }
 

@@ -6,13 +6,13 @@
  * 440 MB a token). The tape path (transformer.c through transformer_decode.c)
  * runs each op as its own parallel region, about 85 a token, with the norms,
  * rotations and attention in between on one thread. Here the whole step is
- * one OpenMP region: threads split the output rows of each product (heads
- * for q/k/v, key/value caches by query head for attention, 4-row blocks
- * elsewhere), and a barrier separates stages that depend on each other.
- * Each thread keeps its own normalised copy of the residual stream, so a norm
- * needs no barrier of its own; a thread that owns whole key/value heads
- * attends right after writing them: 4 barriers a layer (5 when the threads
- * do not divide the key/value heads).
+ * one OpenMP region: threads take pieces of each stage's output rows from a
+ * shared counter (key/value heads with their query heads for q/k/v and
+ * attention, 32-128 rows elsewhere), and a barrier separates stages that
+ * depend on each other. Each thread keeps its own normalised copy of the
+ * residual stream, so a norm needs no barrier of its own, and a thread that
+ * computed a key/value head attends with it at once: 4 barriers a layer (5
+ * when the key/value heads are too few to share out, as Qwen2's single one).
  *
  * Every output row is computed by one thread with the same code whatever the
  * thread count, so the logits do not depend on the number of threads. They
@@ -27,7 +27,7 @@
 
 #include <math.h>
 #include <omp.h>
-#include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -38,11 +38,15 @@
 /* Output rows a thread produces between epilogues (bias, activation,
  * residual add): its scratch holds (sequences, CHUNK_ROWS) sums. */
 #define CHUNK_ROWS 64
+/* Rows per piece of work handed to a thread in o_proj / down_proj (32 rows:
+ * 24 pieces at stories110M) and the LM head. */
+#define RESIDUAL_CHUNK_ROWS 32
+#define HEAD_CHUNK_ROWS     128
 /* Below this many weight floats times sequences a step runs on one thread:
  * stories260K (0.26M floats) is faster alone than paying for barriers. */
 #define MIN_PARALLEL_FLOATS (1 << 20)
-/* Input rows (sequences) the AVX-512 kernel dots with each weight block at
- * once: 4 x 4 accumulators + 4 weight vectors fit its 32 registers. */
+/* Input rows (sequences) the kernel dots with each weight vector at once:
+ * up to 8 accumulators plus 4 x 4 row sums fit AVX-512's 32 registers. */
 #define BLOCK_INPUTS_512 4
 #define BLOCK_INPUTS_256 2 /* AVX2 has 16 registers */
 
@@ -106,7 +110,7 @@ ALWAYS_INLINE TARGET_AVX512 __m256 fold_512(__m512 a) {
  * vector serving every input row, with U accumulators per input so the
  * multiply-add chains overlap. nx, U and `rows` are constants after
  * inlining; rows < 4 leaves the missing sums at zero. */
-#define BLOCK_KERNEL(name, target, vec, W, zero, load, fma, add, tail_mask, masked_load, fold, pf) \
+#define BLOCK_KERNEL(name, target, vec, W, zero, load, fma, add, tail_mask, masked_load, fold)     \
   ALWAYS_INLINE target void name(const int nx, const int U, const float *w, int64_t rows,          \
                                  int64_t in, const float *x, int64_t ldx, float *out) {            \
     vec sums[4][4]; /* [row][input] */                                                             \
@@ -119,7 +123,6 @@ ALWAYS_INLINE TARGET_AVX512 __m256 fold_512(__m512 a) {
           _Pragma("GCC unroll 4") for (int b = 0; b < nx; b++) acc[u][b] = zero();                 \
       int64_t k = 0;                                                                               \
       for (; k + U * W <= in; k += U * W) {                                                        \
-        pf(wj + k);                                                                                \
         _Pragma("GCC unroll 4") for (int u = 0; u < U; u++) {                                      \
           vec wv = load(wj + k + u * W);                                                           \
           _Pragma("GCC unroll 4") for (int b = 0; b < nx; b++) acc[u][b] =                         \
@@ -147,14 +150,6 @@ ALWAYS_INLINE TARGET_AVX512 __m256 fold_512(__m512 a) {
                                              fold(sums[3][b])));                                   \
   }
 
-#define NO_PREFETCH(p) ((void)0)
-/* The LM head at stories15M (37 MB) would push the blocks' 24 MB out of the
- * 32 MB L3: read it with non-temporal prefetches ahead of the loads. */
-#ifndef NTA_FLOATS
-#define NTA_FLOATS 256
-#endif
-#define NTA_PREFETCH(p) _mm_prefetch((const char *)((p) + NTA_FLOATS), _MM_HINT_NTA)
-
 #define MASK_512(n)        __mmask16 m_ = (__mmask16)((1u << (n)) - 1u)
 #define MASKED_LOAD_512(p) _mm512_maskz_loadu_ps(m_, (p))
 #define MASK_256(n)                                                                                \
@@ -164,12 +159,13 @@ ALWAYS_INLINE TARGET_AVX512 __m256 fold_512(__m512 a) {
 #define IDENTITY_256(v)    (v)
 
 BLOCK_KERNEL(block_512, TARGET_AVX512, __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps,
-             _mm512_fmadd_ps, _mm512_add_ps, MASK_512, MASKED_LOAD_512, fold_512, NO_PREFETCH)
-BLOCK_KERNEL(block_512_nta, TARGET_AVX512, __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps,
-             _mm512_fmadd_ps, _mm512_add_ps, MASK_512, MASKED_LOAD_512, fold_512, NTA_PREFETCH)
+             _mm512_fmadd_ps, _mm512_add_ps, MASK_512, MASKED_LOAD_512, fold_512)
 BLOCK_KERNEL(block_256, TARGET_AVX2, __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_fmadd_ps,
-             _mm256_add_ps, MASK_256, MASKED_LOAD_256, IDENTITY_256, NO_PREFETCH)
+             _mm256_add_ps, MASK_256, MASKED_LOAD_256, IDENTITY_256)
 
+/* Accumulators per input row at batch 1: 4 streamed best in the decoding
+ * steps measured here (2 was 5-15% slower at stories110M). */
+#define SINGLE_U 4
 /* Weight rows four at a time; each row's sums are computed the same way
  * wherever a thread's range starts. U: 4 accumulators per input for one or
  * two inputs, 2 for three or four (at most 8 live accumulators). */
@@ -177,6 +173,14 @@ BLOCK_KERNEL(block_256, TARGET_AVX2, __m256, 8, _mm256_setzero_ps, _mm256_loadu_
   target static void name(const float *w, int64_t n, int64_t in, const float *x, int64_t ldx,      \
                           int64_t nx, float *y, int64_t ldy) {                                     \
     float out[4 * (block_inputs)];                                                                 \
+    if (nx == 1) { /* batch 1: its own loop, as tight as the kernel alone */                       \
+      for (int64_t r = 0; r < n; r += 4) {                                                         \
+        int64_t rows = n - r < 4 ? n - r : 4;                                                      \
+        block(1, SINGLE_U, w + r * in, rows, in, x, ldx, out);                                     \
+        for (int64_t j = 0; j < rows; j++) y[r + j] = out[j];                                      \
+      }                                                                                            \
+      return;                                                                                      \
+    }                                                                                              \
     for (int64_t r = 0; r < n; r += 4) {                                                           \
       int64_t rows = n - r < 4 ? n - r : 4;                                                        \
       const float *wr = w + r * in;                                                                \
@@ -184,7 +188,7 @@ BLOCK_KERNEL(block_256, TARGET_AVX2, __m256, 8, _mm256_setzero_ps, _mm256_loadu_
         int64_t nb = nx - b0 < (block_inputs) ? nx - b0 : (block_inputs);                          \
         const float *xb = x + b0 * ldx;                                                            \
         switch (nb) {                                                                              \
-        case 1: block(1, 4, wr, rows, in, xb, ldx, out); break;                                    \
+        case 1: block(1, SINGLE_U, wr, rows, in, xb, ldx, out); break;                             \
         case 2: block(2, (block_inputs) > 2 ? 4 : 2, wr, rows, in, xb, ldx, out); break;           \
         case 3:                                                                                    \
           block(3 < (block_inputs) ? 3 : (block_inputs), 2, wr, rows, in, xb, ldx, out);           \
@@ -198,7 +202,6 @@ BLOCK_KERNEL(block_256, TARGET_AVX2, __m256, 8, _mm256_setzero_ps, _mm256_loadu_
   }
 
 ROWS_KERNEL(rows_avx512, TARGET_AVX512, block_512, BLOCK_INPUTS_512)
-ROWS_KERNEL(rows_avx512_nta, TARGET_AVX512, block_512_nta, BLOCK_INPUTS_512)
 ROWS_KERNEL(rows_avx2, TARGET_AVX2, block_256, BLOCK_INPUTS_256)
 #endif
 
@@ -216,12 +219,11 @@ bool ag_decode_kernel_set(decode_kernel k) {
   return ok;
 }
 
-/* stream: the kernel for a matrix read once and not again soon (LM head). */
-static rows_fn pick_rows_kernel(bool stream) {
+static rows_fn pick_rows_kernel(void) {
   if (kernel_setting == DECODE_KERNEL_PORTABLE) return rows_portable;
 #ifdef X86_KERNELS
   if (kernel_setting == DECODE_KERNEL_AVX2) return rows_avx2;
-  if (__builtin_cpu_supports("avx512f")) return stream ? rows_avx512_nta : rows_avx512;
+  if (__builtin_cpu_supports("avx512f")) return rows_avx512;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return rows_avx2;
 #endif
   return rows_portable;
@@ -331,13 +333,15 @@ static layer_view view_of(const ag_transformer *m, int64_t l) {
   return v;
 }
 
+/* Rows of a stage left to a thread: (back << 32 | front), see range_take. */
+typedef _Atomic uint64_t row_range;
+
 /* Everything the threads of one step share. n is the number of sequences
  * that append a token; row i of every buffer is sequence seq[i]. */
 typedef struct step_ctx {
   const ag_transformer *m;
   const decode_fast_step *s;
   rows_fn rows;
-  rows_fn head_rows; /* the LM head's kernel */
   int64_t n;
   const int64_t *seq; /* (n) batch index of each active sequence */
   float *x;           /* (n, C) residual stream */
@@ -349,6 +353,9 @@ typedef struct step_ctx {
   float *tmp;         /* (threads, tmp_floats) sums before their epilogue */
   int64_t tmp_floats; /* >= 2 n CHUNK_ROWS, >= n D and >= D */
   float *scores;      /* (threads, capacity) attention weights */
+  row_range *work;    /* (layers * WORK_STAGES + 1, threads) rows left per stage and thread */
+  int threads;        /* the ranges per stage (the team may be smaller) */
+  bool by_groups;     /* q/k/v and attention by key/value head, no barrier between */
   float *compact;     /* (n, V) logits of the active rows; NULL: n == batch */
   float *logits;      /* (batch, V) */
 } step_ctx;
@@ -357,14 +364,6 @@ typedef struct step_ctx {
 static float *cache_at(const decode_fast_step *s, const ag_transformer_config *cfg, float *base,
                        int64_t l, int64_t b, int64_t h, int64_t p) {
   return base + (((l * s->batch + b) * cfg->num_kv_heads + h) * s->capacity + p) * cfg->head_dim;
-}
-
-/* Thread tid's share [*r0, *r1) of total rows, in whole blocks of `align`. */
-static void split_rows(int64_t total, int64_t align, int tid, int nt, int64_t *r0, int64_t *r1) {
-  int64_t blocks = (total + align - 1) / align;
-  int64_t b0 = blocks * tid / nt, b1 = blocks * (tid + 1) / nt;
-  *r0 = b0 * align < total ? b0 * align : total;
-  *r1 = b1 * align < total ? b1 * align : total;
 }
 
 /* Head unit u of the fused q/k/v product (u < Hq: query head u; then the
@@ -479,58 +478,115 @@ static void mlp_rows(const step_ctx *c, const layer_view *L, int64_t r0, int64_t
   }
 }
 
-/* Thread tid of nt: the whole step, meeting the others at barriers. */
-static void step_thread(const step_ctx *c, int tid, int nt) {
+/* Work sharing: each stage's rows start out split into one contiguous range
+ * per thread, which its owner works through from the front; a thread done
+ * with its own range takes pieces from the back of the others'. A thread
+ * slowed down (another process on its core) thus holds nobody up at the
+ * next barrier, while each thread still streams one contiguous stretch of a
+ * weight matrix (pieces handed out in turn were 10% slower: the hardware
+ * prefetcher runs past each piece's end into rows another core reads). A
+ * range is (front, back) packed in one atomic word. Which thread computes a
+ * row never changes its value. */
+
+static void ranges_init(row_range *r, int64_t total, int64_t align, int threads) {
+  int64_t blocks = (total + align - 1) / align;
+  for (int t = 0; t < threads; t++) {
+    uint64_t front = (uint64_t)(blocks * t / threads * align);
+    uint64_t back = (uint64_t)(blocks * (t + 1) / threads * align);
+    front = front < (uint64_t)total ? front : (uint64_t)total;
+    back = back < (uint64_t)total ? back : (uint64_t)total;
+    atomic_init(&r[t], back << 32 | front);
+  }
+}
+
+/* [*r0, *r1): up to `piece` rows from the front (own range) or the back. */
+static bool range_take(row_range *r, bool front, int64_t piece, int64_t *r0, int64_t *r1) {
+  uint64_t old = atomic_load_explicit(r, memory_order_relaxed), next;
+  for (;;) {
+    int64_t f = (int64_t)(old & 0xffffffffu), b = (int64_t)(old >> 32);
+    if (f >= b) return false;
+    if (front) {
+      *r0 = f;
+      *r1 = b - f > piece ? f + piece : b;
+      next = (uint64_t)b << 32 | (uint64_t)*r1;
+    } else {
+      *r0 = b - f > piece ? b - piece : f;
+      *r1 = b;
+      next = (uint64_t)*r0 << 32 | (uint64_t)f;
+    }
+    if (atomic_compare_exchange_weak_explicit(r, &old, next, memory_order_relaxed,
+                                              memory_order_relaxed))
+      return true;
+  }
+}
+
+/* Thread tid's next piece of a stage whose ranges are r (threads of them). */
+static bool next_piece(row_range *r, int tid, int threads, int64_t piece, int64_t *r0,
+                       int64_t *r1) {
+  if (range_take(&r[tid], true, piece, r0, r1)) return true;
+  for (int k = 1; k < threads; k++)
+    if (range_take(&r[(tid + k) % threads], false, piece, r0, r1)) return true;
+  return false;
+}
+
+/* Work counters of one layer (and one for the LM head after the last). */
+enum { WORK_QKV, WORK_ATTEND, WORK_O, WORK_MLP, WORK_DOWN, WORK_STAGES };
+
+/* One thread's share of the step, meeting the others at barriers. */
+static void step_thread(const step_ctx *c, int tid) {
   const ag_transformer *m = c->m;
   const ag_transformer_config *cfg = &m->config;
   int64_t C = cfg->hidden_size, I = cfg->intermediate_size, V = cfg->vocab_size;
   int64_t D = cfg->head_dim, Hq = cfg->num_heads, Hkv = cfg->num_kv_heads, n = c->n;
+  int64_t rep = Hq / Hkv;
+  int nt = c->threads;
   float *xn = c->xn + (size_t)tid * (size_t)(n * C);
   float *tmp = c->tmp + (size_t)tid * (size_t)c->tmp_floats;
   float *scores = c->scores + (size_t)tid * (size_t)c->s->capacity;
   int64_t r0, r1;
   for (int64_t l = 0; l < cfg->num_layers; l++) {
     layer_view L = view_of(m, l);
+    row_range *work = c->work + l * WORK_STAGES * nt;
     norm_rows(cfg->arch, cfg->norm_eps, c->x, n, C, L.norm1_w, L.norm1_b, xn);
-    if (Hkv % nt == 0) {
-      /* Each thread owns whole key/value heads with their query heads: it
-       * attends with the keys and values it just wrote, no barrier between. */
-      int64_t rep = Hq / Hkv;
-      split_rows(Hkv, 1, tid, nt, &r0, &r1);
-      for (int64_t g = r0; g < r1; g++) {
+    if (c->by_groups) {
+      /* A key/value head with its query heads: the thread attends with the
+       * keys and values it has just written, no barrier between. */
+      while (next_piece(work + WORK_QKV * nt, tid, nt, 1, &r0, &r1)) {
+        int64_t g = r0;
         for (int64_t h = g * rep; h < (g + 1) * rep; h++) qkv_unit(c, &L, l, h, xn, tmp);
         qkv_unit(c, &L, l, Hq + g, xn, tmp);
         qkv_unit(c, &L, l, Hq + Hkv + g, xn, tmp);
+        for (int64_t i = 0; i < n; i++)
+          for (int64_t h = g * rep; h < (g + 1) * rep; h++) attend(c, l, i, h, scores, tmp);
       }
-      for (int64_t i = 0; i < n; i++)
-        for (int64_t h = r0 * rep; h < r1 * rep; h++) attend(c, l, i, h, scores, tmp);
     } else {
-      split_rows(Hq + 2 * Hkv, 1, tid, nt, &r0, &r1);
-      for (int64_t u = r0; u < r1; u++) qkv_unit(c, &L, l, u, xn, tmp);
+      while (next_piece(work + WORK_QKV * nt, tid, nt, 1, &r0, &r1))
+        qkv_unit(c, &L, l, r0, xn, tmp);
 #pragma omp barrier
-      split_rows(n * Hq, 1, tid, nt, &r0, &r1);
-      for (int64_t p = r0; p < r1; p++) attend(c, l, p / Hq, p % Hq, scores, tmp);
+      while (next_piece(work + WORK_ATTEND * nt, tid, nt, 1, &r0, &r1))
+        attend(c, l, r0 / Hq, r0 % Hq, scores, tmp);
     }
 #pragma omp barrier
-    split_rows(C, 4, tid, nt, &r0, &r1);
-    project_residual(c, L.wo, L.bo, r0, r1, c->att, Hq * D, tmp);
+    while (next_piece(work + WORK_O * nt, tid, nt, RESIDUAL_CHUNK_ROWS, &r0, &r1))
+      project_residual(c, L.wo, L.bo, r0, r1, c->att, Hq * D, tmp);
 #pragma omp barrier
     norm_rows(cfg->arch, cfg->norm_eps, c->x, n, C, L.norm2_w, L.norm2_b, xn);
-    split_rows(I, 4, tid, nt, &r0, &r1);
-    mlp_rows(c, &L, r0, r1, xn, tmp);
+    while (next_piece(work + WORK_MLP * nt, tid, nt, CHUNK_ROWS, &r0, &r1))
+      mlp_rows(c, &L, r0, r1, xn, tmp);
 #pragma omp barrier
-    split_rows(C, 4, tid, nt, &r0, &r1);
-    project_residual(c, L.wdown, L.bdown, r0, r1, c->hid, I, tmp);
+    while (next_piece(work + WORK_DOWN * nt, tid, nt, RESIDUAL_CHUNK_ROWS, &r0, &r1))
+      project_residual(c, L.wdown, L.bdown, r0, r1, c->hid, I, tmp);
 #pragma omp barrier
   }
   norm_rows(cfg->arch, cfg->norm_eps, c->x, n, C, data_of(m->final_norm_weight),
             data_of(m->final_norm_bias), xn);
-  split_rows(V, 4, tid, nt, &r0, &r1);
   float *out = c->compact ? c->compact : c->logits;
-  c->head_rows(m->lm_head->data + r0 * C, r1 - r0, C, xn, C, n, out + r0, V);
-  if (c->compact) { /* this thread's columns of every row: idle sequences get zeros */
-    const decode_fast_step *s = c->s;
-    for (int64_t b = 0, i = 0; b < s->batch; b++) {
+  row_range *head = c->work + cfg->num_layers * WORK_STAGES * nt;
+  while (next_piece(head, tid, nt, HEAD_CHUNK_ROWS, &r0, &r1)) {
+    c->rows(m->lm_head->data + r0 * C, r1 - r0, C, xn, C, n, out + r0, V);
+    if (!c->compact) continue;
+    /* these columns of every row: idle sequences get zeros */
+    for (int64_t b = 0, i = 0; b < c->s->batch; b++) {
       float *dst = c->logits + b * V + r0;
       if (i < n && c->seq[i] == b)
         memcpy(dst, c->compact + i++ * V + r0, (size_t)(r1 - r0) * sizeof(float));
@@ -600,8 +656,7 @@ ag_status ag_decode_fast(const ag_transformer *m, const decode_fast_step *s, con
   if (tmp_floats < n * D) tmp_floats = n * D;
   step_ctx c = {.m = m,
                 .s = s,
-                .rows = pick_rows_kernel(false),
-                .head_rows = pick_rows_kernel(getenv("AG_DF_NTA") != NULL), /* EXPERIMENT */
+                .rows = pick_rows_kernel(),
                 .n = n,
                 .seq = seq,
                 .x = scratch(s->arena, n * C),
@@ -615,10 +670,29 @@ ag_status ag_decode_fast(const ag_transformer *m, const decode_fast_step *s, con
                 .scores = scratch(s->arena, threads * s->capacity),
                 .compact = n < B ? scratch(s->arena, n * V) : NULL,
                 .logits = out};
-  if (!c.x || !c.xn || !c.q || !c.att || !c.hid || !c.tmp || !c.scores ||
+  int64_t stages = cfg->num_layers * WORK_STAGES + 1;
+  c.threads = threads;
+  c.work = ag_arena_alloc(s->arena, (size_t)(stages * threads) * sizeof *c.work, 64);
+  if (!c.x || !c.xn || !c.q || !c.att || !c.hid || !c.tmp || !c.scores || !c.work ||
       (cfg->arch == AG_ARCH_LLAMA && !c.rope) || (n < B && !c.compact)) {
     *logits = NULL;
     return ag_error_set(AG_ERR_NOMEM, "decode: out of memory");
+  }
+  /* By key/value heads when they spread evenly enough over the threads
+   * (Qwen2.5-0.5B's 2 heads on 2 threads; not 1 head, nor 3 on 2). */
+  int64_t Hq = cfg->num_heads, Hkv = cfg->num_kv_heads;
+  c.by_groups = Hkv % threads == 0 || Hkv >= 4 * threads;
+  for (int64_t l = 0; l <= cfg->num_layers; l++) {
+    row_range *w = c.work + l * WORK_STAGES * threads;
+    if (l == cfg->num_layers) { /* the LM head */
+      ranges_init(w, V, 4, threads);
+      break;
+    }
+    ranges_init(w + WORK_QKV * threads, c.by_groups ? Hkv : Hq + 2 * Hkv, 1, threads);
+    ranges_init(w + WORK_ATTEND * threads, n * Hq, 1, threads);
+    ranges_init(w + WORK_O * threads, C, 4, threads);
+    ranges_init(w + WORK_MLP * threads, I, 4, threads);
+    ranges_init(w + WORK_DOWN * threads, C, 4, threads);
   }
   for (int64_t i = 0; i < n; i++) { /* token embeddings (+ learned positions) */
     int64_t b = seq[i];
@@ -632,6 +706,6 @@ ag_status ag_decode_fast(const ag_transformer *m, const decode_fast_step *s, con
     }
   }
 #pragma omp parallel num_threads(threads) if (threads > 1)
-  step_thread(&c, omp_get_thread_num(), omp_get_num_threads());
+  step_thread(&c, omp_get_thread_num());
   return AG_OK;
 }

@@ -152,6 +152,13 @@ ag_status ag_read_file(const char *path, char **data, size_t *bytes);
 ag_status ag_png_write(const char *path, const uint8_t *pixels, int width, int height,
                        int channels);
 
+/* ---- plots (src/base/plot.c) --------------------------------------------------- */
+
+/* Runs `gnuplot script` inside dir (the script names its own output).
+ * gnuplot missing or failing is a warning naming the script, and false;
+ * reports write their numbers before they render. */
+bool ag_plot_render(const char *dir, const char *script);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,8 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #define RESULTS_FILE "results.jsonl"
 #define MAX_VARIANTS 16
@@ -398,26 +396,6 @@ static ag_status write_text(const char *dir, const char *name, void (*emit)(FILE
   return ag_atomic_commit(f);
 }
 
-/* Runs `gnuplot plot.gp` inside dir; a missing gnuplot is a warning. */
-static void render_plot(const char *dir) {
-  pid_t pid = fork();
-  if (pid < 0) {
-    ag_warn("infusion: cannot start gnuplot: plot.gp written, plot.svg not rendered");
-    return;
-  }
-  if (pid == 0) {
-    if (chdir(dir) != 0) _exit(126);
-    FILE *devnull = freopen("/dev/null", "w", stdout);
-    (void)devnull;
-    execlp("gnuplot", "gnuplot", "plot.gp", (char *)NULL);
-    _exit(127);
-  }
-  int status = 0;
-  if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    ag_warn("infusion: gnuplot %s: %s/plot.gp written, plot.svg not rendered",
-            WIFEXITED(status) && WEXITSTATUS(status) == 127 ? "is not installed" : "failed", dir);
-}
-
 static ag_status write_reports(const char *dir, const json_t *lines, const ag_infusion_plan *p,
                                int64_t pairs, ag_infusion_summary_row *rows, int *n) {
   ag_status st = summarize_lines(lines, rows, MAX_VARIANTS, n);
@@ -429,7 +407,7 @@ static ag_status write_reports(const char *dir, const json_t *lines, const ag_in
   if (!st) st = write_text(dir, "results.csv", emit_results_csv, &r);
   if (!st) st = write_text(dir, "summary.csv", emit_summary_csv, &r);
   if (!st) st = write_text(dir, "plot.gp", emit_plot, &r);
-  if (!st && *n > 0) render_plot(dir);
+  if (!st && *n > 0) ag_plot_render(dir, "plot.gp");
   return st;
 }
 

@@ -43,9 +43,7 @@ void shaper_features(shaping_episode *w, int seat, int step, bool first);
 void shaper_step(const double *params, int players, int hidden, const double *x, double *h,
                  double *scratch, double *logits);
 
-/* plot.c: runs `gnuplot script` inside dir (a warning when it fails), and
- * dir/name into buf. */
-void shaping_render_plot(const char *dir, const char *script);
+/* plot.c: dir/name into buf. */
 ag_status shaping_path(char *buf, size_t size, const char *dir, const char *name);
 
 /* run.c: OpenBLAS fans even the 32 x 32 LU solves of n = 5 out to its

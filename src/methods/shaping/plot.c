@@ -1,31 +1,8 @@
-/* gnuplot scripts for a run's learning curves (shaping.h), and rendering
- * them: the script is always written; gnuplot turns it into SVG when it is
- * installed (scripts/install-deps.sh installs gnuplot-nox). */
+/* gnuplot scripts for a run's learning curves (shaping.h), rendered by
+ * ag_plot_render when gnuplot is installed. */
 #include "internal.h"
 
 #include <stdio.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-void shaping_render_plot(const char *dir, const char *script) {
-  fflush(NULL); /* the child must not flush our buffers a second time */
-  pid_t pid = fork();
-  if (pid < 0) {
-    ag_warn("shaping: cannot start gnuplot: %s/%s written, not rendered", dir, script);
-    return;
-  }
-  if (pid == 0) {
-    if (chdir(dir) != 0) _exit(126);
-    if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(126);
-    execlp("gnuplot", "gnuplot", script, (char *)NULL);
-    _exit(127);
-  }
-  int status = 0;
-  if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    ag_warn("shaping: gnuplot %s: %s/%s written, not rendered",
-            WIFEXITED(status) && WEXITSTATUS(status) == 127 ? "is not installed" : "failed", dir,
-            script);
-}
 
 ag_status shaping_path(char *buf, size_t size, const char *dir, const char *name) {
   int len = snprintf(buf, size, "%s/%s", dir, name);
@@ -72,6 +49,6 @@ ag_status ag_shaping_plot_run(const char *dir, const ag_game *game,
   fprintf(f, "\nunset multiplot\n");
   st = ag_atomic_commit(af);
   if (st) return st;
-  shaping_render_plot(dir, "plot.gp");
+  ag_plot_render(dir, "plot.gp");
   return AG_OK;
 }

@@ -336,7 +336,7 @@ static ag_status write_csv_and_plot(const char *dir, const row *rows, int nr) {
     }
   fprintf(f, "unset multiplot\n");
   if ((st = ag_atomic_commit(af))) return st;
-  if (nr > 0) shaping_render_plot(dir, "plot.gp");
+  if (nr > 0) ag_plot_render(dir, "plot.gp");
   return AG_OK;
 }
 

@@ -82,8 +82,10 @@ typedef struct ag_sml_data_options {
    * then the worked solution. The rest are single-turn: the problem, then
    * the worked solution. */
   double dialogue_fraction;
-  /* Share of records drawn one level below the family's default (when it
-   * has one): easier problems of the same form. */
+  /* Share of records drawn one level below the records' level: easier
+   * problems of the same form. At level 1 they come from level 2 instead
+   * (puzzle's 12 level-1 Knights and Knaves problems are all reserved for
+   * evaluation, so only level 2 trains that form). */
   double easier_fraction;
   /* Share of records that start with the system message. Every
    * evaluation dialogue has it; it is the same text every time, so a share
@@ -160,7 +162,8 @@ typedef struct ag_sml_pretrain_options {
   uint64_t seed;
   /* The level of the training records and of the evaluation (0:
    * AG_SML_BASE_LEVEL); above a family's max_level an error before any work.
-   * The easier records (easier_fraction) come from one level below it. */
+   * The easier records (easier_fraction) come from one level below it
+   * (from level 2 when it is 1). */
   int level;
   bool resume; /* continue a run in out_dir (its saved settings win) */
   bool skip_eval;

@@ -140,14 +140,15 @@ static int cmd_pretrain(int argc, char **argv) {
                          .min = 1,
                          .max = 9,
                          .default_text = "1"};
-  table[c++] = (ag_flag){.name = "easier-fraction",
-                         .type = AG_FLAG_FLOAT,
-                         .value = &o.easier_fraction,
-                         .metavar = "F",
-                         .help = "share of records one level below --level",
-                         .min = 0,
-                         .max = 1,
-                         .default_text = "0.25"};
+  table[c++] =
+      (ag_flag){.name = "easier-fraction",
+                .type = AG_FLAG_FLOAT,
+                .value = &o.easier_fraction,
+                .metavar = "F",
+                .help = "share of records one level below --level (level 2 when --level is 1)",
+                .min = 0,
+                .max = 1,
+                .default_text = "0.25"};
   table[c++] = (ag_flag){.name = "resume",
                          .type = AG_FLAG_BOOL,
                          .value = &o.resume,

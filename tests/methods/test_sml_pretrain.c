@@ -149,10 +149,10 @@ TEST(no_evaluation_problem_is_trained_on) {
   json_decref(records);
 }
 
-/* At a chosen level (the base student's level 1) every record is of that
- * level (there is none below it for the easier share), the reserved
- * evaluation problems are the ones of that level, and a level above a
- * family's max_level is refused. */
+/* At a chosen level (the base student's level 1) the records are of that
+ * level except the easier share, which at level 1 (none below) comes from
+ * level 2; the reserved evaluation problems are the ones of level 1, and a
+ * level above a family's max_level is refused. */
 TEST(records_and_reserved_problems_follow_the_level) {
   const ag_task_family *f = NULL;
   CHECK_OK(ag_task_family_get("arith", &f));
@@ -167,16 +167,19 @@ TEST(records_and_reserved_problems_follow_the_level) {
   o.seed = 5;
   json_t *records = NULL;
   CHECK_OK(ag_sml_build_records(&o, &records));
-  int other_level = 0, clashes = 0;
+  int other_level = 0, level2 = 0, clashes = 0;
   for (size_t i = 0; records && eval && i < json_array_size(records); i++) {
     const json_t *rec = json_array_get(records, i);
     int level = (int)json_integer_value(json_object_get(json_object_get(rec, "meta"), "level"));
-    other_level += level != 1;
+    level2 += level == 2;
+    other_level += level != 1 && level != 2;
     for (int64_t k = 0; k < n_eval; k++)
       clashes += !strcmp(msg_field(rec, 0, "content"), eval[k].problem);
   }
   CHECK(records && json_array_size(records) == 300);
-  CHECK_MSG(other_level == 0, "%d records not at level 1", other_level);
+  CHECK_MSG(other_level == 0, "%d records neither at level 1 nor 2", other_level);
+  /* 300 draws at 0.25: 75 expected, sd 7.5 */
+  CHECK_MSG(level2 >= 45 && level2 <= 105, "%d of 300 records at level 2", level2);
   CHECK_MSG(clashes == 0, "%d training problems are level-1 evaluation problems", clashes);
   for (int64_t k = 0; eval && k < n_eval; k++) {
     CHECK(eval[k].level == 1);
@@ -189,6 +192,31 @@ TEST(records_and_reserved_problems_follow_the_level) {
   CHECK(ag_sml_build_records(&o, &records) != AG_OK && records == NULL);
   CHECK(ag_sml_eval_tasks_at(f, f->max_level + 1, 1, &eval) != AG_OK);
   ag_error_clear();
+}
+
+/* Puzzle's level 1 has only 12 Knights and Knaves problems, all reserved for
+ * evaluation; the level-2 share still brings that form into training. */
+TEST(level_one_puzzle_records_include_knights_and_knaves) {
+  ag_sml_data_options o = ag_sml_data_defaults();
+  CHECK_OK(ag_sml_parse_families("puzzle", o.families, AG_SML_MAX_FAMILIES, &o.family_count));
+  o.examples_per_family = 200;
+  o.level = 1;
+  o.seed = 3;
+  json_t *records = NULL;
+  CHECK_OK(ag_sml_build_records(&o, &records));
+  int knights = 0;
+  for (size_t i = 0; records && i < json_array_size(records); i++) {
+    const json_t *rec = json_array_get(records, i);
+    for (size_t m = 0; m < json_array_size(json_object_get(rec, "messages")); m++) {
+      const char *text = msg_field(rec, m, "content");
+      if (text && strstr(text, "Knights always tell the truth")) {
+        knights++;
+        break;
+      }
+    }
+  }
+  CHECK_MSG(knights >= 10, "%d of 200 level-1 puzzle records are Knights and Knaves", knights);
+  json_decref(records);
 }
 
 /* A tokenizer for mask checks: trained on the records' text. */
@@ -449,6 +477,7 @@ int main(void) {
   RUN(every_solution_verifies);
   RUN(no_evaluation_problem_is_trained_on);
   RUN(records_and_reserved_problems_follow_the_level);
+  RUN(level_one_puzzle_records_include_knights_and_knaves);
   RUN(packed_windows_train_on_student_solutions_only);
   RUN(the_runner_default_system_prompt_is_the_training_one);
   RUN(bad_options_fail_before_any_work);

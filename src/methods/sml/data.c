@@ -372,14 +372,19 @@ ag_status ag_sml_build_records(const ag_sml_data_options *o, json_t **records) {
     }
     uint64_t *reserved = NULL;
     st = reserved_hashes(f, top, &reserved);
-    int64_t next[2] = {0, 0}; /* stream positions: the level, the one below */
+    int64_t next[2] = {0, 0}; /* stream positions: the level, its neighbour */
+    /* The level the easier fraction comes from: one below; at level 1, where
+     * there is none, one above, so that a family whose level-1 problem space
+     * is all reserved (puzzle's 12 Knights and Knaves problems) is still
+     * trained on that form. */
+    int neighbour = top > 1 ? top - 1 : (top < f->max_level ? top + 1 : 0);
     for (int64_t i = 0; i < o->examples_per_family && !st; i++) {
       ag_rng rng;
       ag_rng_seed2(&rng, o->seed ^ RECORD_SALT, (uint64_t)(fi * 1000003 + i));
-      bool easier = top > 1 && ag_rng_uniform(&rng) < o->easier_fraction;
+      bool easier = neighbour > 0 && ag_rng_uniform(&rng) < o->easier_fraction;
       bool dialogue = ag_rng_uniform(&rng) < o->dialogue_fraction;
       bool system = ag_rng_uniform(&rng) < o->system_fraction;
-      int level = top - (easier ? 1 : 0);
+      int level = easier ? neighbour : top;
       ag_task task = {0};
       st = next_task(f, level, top, train_seed(o->seed, fi, level, TRAIN_SALT), reserved,
                      &next[easier], &task);

@@ -6,6 +6,7 @@
 #include "agora/json.h"
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/sml_cli.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -62,47 +63,39 @@ static int print_json(const ag_sml_train_result *r, const char *out) {
   return 0;
 }
 
-int ag_cli_sml_train(int argc, char **argv) {
-  ag_sml_train_options o = ag_sml_train_defaults();
-  ag_common_flags common = {0};
-  const char *mode = "offline", *families = NULL;
-  double lr = 0, clip = o.clip_norm, temperature = o.temperature, eval_temperature = 0,
-         lora_alpha = 0, lora_dropout = 0.05;
-  int lora_rank = 0;
-  const char *lora_targets = "q_proj,v_proj";
-  ag_flag table[MAX_FLAGS];
+int ag_cli_sml_train_flags(ag_flag *table, ag_sml_train_cli *t) {
+  t->o = ag_sml_train_defaults();
+  t->mode = "offline";
+  t->families = NULL;
+  t->lr = 0;
+  t->clip = t->o.clip_norm;
+  t->temperature = t->o.temperature;
+  t->eval_temperature = 0;
+  t->lora_alpha = 0;
+  t->lora_dropout = 0.05;
+  t->lora_rank = 0;
+  t->lora_targets = "q_proj,v_proj";
+  ag_sml_train_options *o = &t->o;
   int c = 0;
-  table[c++] = (ag_flag){.name = "student",
-                         .type = AG_FLAG_STRING,
-                         .value = &o.student,
-                         .metavar = "DIR",
-                         .help = "the starting model folder",
-                         .required = true};
-  table[c++] = (ag_flag){.name = "out",
-                         .type = AG_FLAG_STRING,
-                         .value = &o.out_dir,
-                         .metavar = "DIR",
-                         .help = "the run folder",
-                         .required = true};
   table[c++] = (ag_flag){.name = "mode",
                          .type = AG_FLAG_CHOICE,
-                         .value = &mode,
+                         .value = &t->mode,
                          .choices = "offline|grpo",
                          .help = "how rollouts train the student"};
   table[c++] = (ag_flag){.name = "q-priming",
                          .type = AG_FLAG_BOOL,
-                         .value = &o.q_priming,
+                         .value = &o->q_priming,
                          .help = "a question-priming stage before the rounds"};
   table[c++] = (ag_flag){.name = "priming-decay",
                          .type = AG_FLAG_FLOAT,
-                         .value = &o.priming_decay,
+                         .value = &o->priming_decay,
                          .metavar = "P",
                          .min = 0,
                          .max = 1,
                          .help = "a wrong answer at turn t becomes a question with prob. P^t"};
   table[c++] = (ag_flag){.name = "priming-tasks",
                          .type = AG_FLAG_INT64,
-                         .value = &o.priming_tasks,
+                         .value = &o->priming_tasks,
                          .metavar = "N",
                          .min = 1,
                          .max = 1e7,
@@ -110,13 +103,13 @@ int ag_cli_sml_train(int argc, char **argv) {
                          .help = "rollouts of the priming stage"};
   table[c++] = (ag_flag){.name = "families",
                          .type = AG_FLAG_STRING,
-                         .value = &families,
+                         .value = &t->families,
                          .metavar = "A,B",
                          .default_text = ag_sml_default_families(),
                          .help = "generated task families to train and evaluate on"};
   table[c++] = (ag_flag){.name = "level",
                          .type = AG_FLAG_INT,
-                         .value = &o.level,
+                         .value = &o->level,
                          .metavar = "L",
                          .min = 0,
                          .max = 10,
@@ -124,68 +117,68 @@ int ag_cli_sml_train(int argc, char **argv) {
                          .help = "task level for training and evaluation"};
   table[c++] = (ag_flag){.name = "rounds",
                          .type = AG_FLAG_INT,
-                         .value = &o.rounds,
+                         .value = &o->rounds,
                          .metavar = "N",
                          .min = 0,
                          .max = 1e6,
                          .help = "rounds of rollouts"};
   table[c++] = (ag_flag){.name = "tasks-per-round",
                          .type = AG_FLAG_INT64,
-                         .value = &o.tasks_per_round,
+                         .value = &o->tasks_per_round,
                          .metavar = "N",
                          .min = 1,
                          .max = 1e7,
                          .help = "tasks rolled out per round"};
   table[c++] = (ag_flag){.name = "group",
                          .type = AG_FLAG_INT,
-                         .value = &o.group,
+                         .value = &o->group,
                          .metavar = "G",
                          .min = 2,
                          .max = 1024,
                          .help = "GRPO rollouts per task"};
   table[c++] = (ag_flag){.name = "gamma",
                          .type = AG_FLAG_FLOAT,
-                         .value = &o.gamma,
+                         .value = &o->gamma,
                          .metavar = "G",
                          .min = 1e-6,
                          .max = 1,
                          .help = "reward gamma^(k-1) for a success at student turn k"};
   table[c++] = (ag_flag){.name = "kl",
                          .type = AG_FLAG_FLOAT,
-                         .value = &o.kl,
+                         .value = &o->kl,
                          .metavar = "BETA",
                          .min = 0,
                          .max = 1e6,
                          .help = "KL penalty to --reference (0: off)"};
   table[c++] = (ag_flag){.name = "reference",
                          .type = AG_FLAG_STRING,
-                         .value = &o.reference,
+                         .value = &o->reference,
                          .metavar = "DIR",
                          .help = "the KL reference model folder"};
   table[c++] = (ag_flag){.name = "train-turns",
                          .type = AG_FLAG_INT,
-                         .value = &o.train_turns,
+                         .value = &o->train_turns,
                          .metavar = "K",
                          .min = 1,
                          .max = AG_SML_TRAIN_MAX_TURNS,
                          .help = "student turns per training dialogue"};
   table[c++] = (ag_flag){.name = "eval-turns",
                          .type = AG_FLAG_INT,
-                         .value = &o.eval_turns,
+                         .value = &o->eval_turns,
                          .metavar = "K",
                          .min = 1,
                          .max = AG_SML_TRAIN_MAX_TURNS,
                          .help = "student turns per evaluation dialogue (acc@1..K)"};
   table[c++] = (ag_flag){.name = "eval-tasks",
                          .type = AG_FLAG_INT64,
-                         .value = &o.eval_tasks,
+                         .value = &o->eval_tasks,
                          .metavar = "N",
                          .min = 0,
                          .max = AG_SML_EVAL_RESERVE,
                          .help = "held-out tasks per family (0: no evaluation)"};
   table[c++] = (ag_flag){.name = "lr",
                          .type = AG_FLAG_FLOAT,
-                         .value = &lr,
+                         .value = &t->lr,
                          .metavar = "LR",
                          .min = 1e-9,
                          .max = 10,
@@ -193,56 +186,56 @@ int ag_cli_sml_train(int argc, char **argv) {
                          .help = "learning rate (constant)"};
   table[c++] = (ag_flag){.name = "epochs",
                          .type = AG_FLAG_INT,
-                         .value = &o.epochs,
+                         .value = &o->epochs,
                          .metavar = "N",
                          .min = 1,
                          .max = 1000,
                          .help = "offline and priming: passes over a round's dialogues"};
   table[c++] = (ag_flag){.name = "batch-size",
                          .type = AG_FLAG_INT64,
-                         .value = &o.batch_size,
+                         .value = &o->batch_size,
                          .metavar = "N",
                          .min = 1,
                          .max = 1e6,
                          .help = "offline and priming: dialogues per update"};
   table[c++] = (ag_flag){.name = "micro-batch",
                          .type = AG_FLAG_INT64,
-                         .value = &o.micro_batch,
+                         .value = &o->micro_batch,
                          .metavar = "N",
                          .min = 1,
                          .max = 1e6,
                          .help = "dialogues per forward"};
   table[c++] = (ag_flag){.name = "clip-norm",
                          .type = AG_FLAG_FLOAT,
-                         .value = &clip,
+                         .value = &t->clip,
                          .metavar = "N",
                          .min = 0,
                          .max = 1e6,
                          .help = "gradient norm clip"};
   table[c++] = (ag_flag){.name = "temperature",
                          .type = AG_FLAG_FLOAT,
-                         .value = &temperature,
+                         .value = &t->temperature,
                          .metavar = "T",
                          .min = 0,
                          .max = 10,
                          .help = "rollout sampling"};
   table[c++] = (ag_flag){.name = "eval-temperature",
                          .type = AG_FLAG_FLOAT,
-                         .value = &eval_temperature,
+                         .value = &t->eval_temperature,
                          .metavar = "T",
                          .min = 0,
                          .max = 10,
                          .help = "evaluation replies (0: greedy)"};
   table[c++] = (ag_flag){.name = "max-tokens",
                          .type = AG_FLAG_INT64,
-                         .value = &o.max_tokens,
+                         .value = &o->max_tokens,
                          .metavar = "N",
                          .min = 1,
                          .max = 1e6,
                          .help = "tokens per student reply"};
   table[c++] = (ag_flag){.name = "seq-len",
                          .type = AG_FLAG_INT64,
-                         .value = &o.seq_len,
+                         .value = &o->seq_len,
                          .metavar = "N",
                          .min = 0,
                          .max = 1e7,
@@ -250,20 +243,20 @@ int ag_cli_sml_train(int argc, char **argv) {
                          .help = "tokens per training dialogue at most"};
   table[c++] = (ag_flag){.name = "train-names",
                          .type = AG_FLAG_STRING,
-                         .value = &o.train_names,
+                         .value = &o->train_names,
                          .metavar = "A,B",
                          .help = "message names trained on (student,teacher: also predict the "
                                  "teacher)"};
   table[c++] = (ag_flag){.name = "lora-rank",
                          .type = AG_FLAG_INT,
-                         .value = &lora_rank,
+                         .value = &t->lora_rank,
                          .metavar = "R",
                          .min = 0,
                          .max = 4096,
                          .help = "train LoRA adapters of rank R (0: full fine-tuning)"};
   table[c++] = (ag_flag){.name = "lora-alpha",
                          .type = AG_FLAG_FLOAT,
-                         .value = &lora_alpha,
+                         .value = &t->lora_alpha,
                          .metavar = "A",
                          .min = 1e-6,
                          .max = 1e6,
@@ -271,19 +264,68 @@ int ag_cli_sml_train(int argc, char **argv) {
                          .help = "LoRA scale alpha / rank"};
   table[c++] = (ag_flag){.name = "lora-dropout",
                          .type = AG_FLAG_FLOAT,
-                         .value = &lora_dropout,
+                         .value = &t->lora_dropout,
                          .metavar = "P",
                          .min = 0,
                          .max = 0.99,
                          .help = "LoRA input dropout"};
   table[c++] = (ag_flag){.name = "lora-targets",
                          .type = AG_FLAG_STRING,
-                         .value = &lora_targets,
+                         .value = &t->lora_targets,
                          .metavar = "A,B",
                          .help = "module-name suffixes, or all-linear"};
+  return c;
+}
+
+int ag_cli_sml_train_finish(ag_command *cmd, const ag_common_flags *common, ag_sml_train_cli *t) {
+  ag_sml_train_options *o = &t->o;
+  const ag_task_family *parsed[AG_SML_MAX_FAMILIES];
+  int count = 0;
+  if (ag_sml_parse_families(t->families, parsed, AG_SML_MAX_FAMILIES, &count))
+    return ag_args_usage_error(cmd, "--families: %s", ag_error_message());
+  if (o->kl > 0 && !o->reference)
+    return ag_args_usage_error(cmd, "--kl needs a reference model (--reference DIR)");
+  if (ag_args_find(cmd, "group")->seen && strcmp(t->mode, "grpo"))
+    return ag_args_usage_error(cmd, "--group is for --mode grpo");
+  o->mode = !strcmp(t->mode, "grpo") ? AG_SML_GRPO : AG_SML_OFFLINE;
+  o->families = t->families;
+  o->lr = (float)t->lr;
+  o->clip_norm = (float)t->clip;
+  o->temperature = (float)t->temperature;
+  o->eval_temperature = (float)t->eval_temperature;
+  o->seed = common->seed;
+  o->progress = !common->quiet;
+  if (t->lora_rank > 0) {
+    o->lora.rank = t->lora_rank;
+    o->lora.alpha =
+        ag_args_find(cmd, "lora-alpha")->seen ? (float)t->lora_alpha : 2.0f * (float)t->lora_rank;
+    o->lora.dropout = (float)t->lora_dropout;
+    snprintf(o->lora.target_modules, sizeof o->lora.target_modules, "%s", t->lora_targets);
+  }
+  return 0;
+}
+
+int ag_cli_sml_train(int argc, char **argv) {
+  ag_sml_train_cli t;
+  ag_common_flags common = {0};
+  ag_flag table[MAX_FLAGS];
+  int c = 0;
+  table[c++] = (ag_flag){.name = "student",
+                         .type = AG_FLAG_STRING,
+                         .value = &t.o.student,
+                         .metavar = "DIR",
+                         .help = "the starting model folder",
+                         .required = true};
+  table[c++] = (ag_flag){.name = "out",
+                         .type = AG_FLAG_STRING,
+                         .value = &t.o.out_dir,
+                         .metavar = "DIR",
+                         .help = "the run folder",
+                         .required = true};
+  c += ag_cli_sml_train_flags(table + c, &t);
   table[c++] = (ag_flag){.name = "resume",
                          .type = AG_FLAG_BOOL,
-                         .value = &o.resume,
+                         .value = &t.o.resume,
                          .help = "continue the run in --out after its last checkpoint"};
   ag_flag flags[MAX_FLAGS + AG_COMMON_FLAG_COUNT];
   int n = ag_args_with_common(flags, table, c, &common, true);
@@ -296,32 +338,10 @@ int ag_cli_sml_train(int argc, char **argv) {
   ag_args_result ar = ag_args_parse(&cmd, argc, argv, NULL, 0, NULL);
   if (ar == AG_ARGS_HELP) return 0;
   if (ar) return 2;
-  const ag_task_family *parsed[AG_SML_MAX_FAMILIES];
-  int count = 0;
-  if (ag_sml_parse_families(families, parsed, AG_SML_MAX_FAMILIES, &count))
-    return ag_args_usage_error(&cmd, "--families: %s", ag_error_message());
-  if (o.kl > 0 && !o.reference)
-    return ag_args_usage_error(&cmd, "--kl needs a reference model (--reference DIR)");
-  if (ag_args_find(&cmd, "group")->seen && strcmp(mode, "grpo"))
-    return ag_args_usage_error(&cmd, "--group is for --mode grpo");
+  if (ag_cli_sml_train_finish(&cmd, &common, &t)) return 2;
   ag_args_apply_common(&common);
-  o.mode = !strcmp(mode, "grpo") ? AG_SML_GRPO : AG_SML_OFFLINE;
-  o.families = families;
-  o.lr = (float)lr;
-  o.clip_norm = (float)clip;
-  o.temperature = (float)temperature;
-  o.eval_temperature = (float)eval_temperature;
-  o.seed = common.seed;
-  o.progress = !common.quiet;
-  if (lora_rank > 0) {
-    o.lora.rank = lora_rank;
-    o.lora.alpha =
-        ag_args_find(&cmd, "lora-alpha")->seen ? (float)lora_alpha : 2.0f * (float)lora_rank;
-    o.lora.dropout = (float)lora_dropout;
-    snprintf(o.lora.target_modules, sizeof o.lora.target_modules, "%s", lora_targets);
-  }
   ag_sml_train_result r;
-  if (ag_sml_train(&o, &r)) return ag_cli_error("%s", ag_error_message());
-  print_text(&r, o.out_dir);
-  return common.json ? print_json(&r, o.out_dir) : 0;
+  if (ag_sml_train(&t.o, &r)) return ag_cli_error("%s", ag_error_message());
+  print_text(&r, t.o.out_dir);
+  return common.json ? print_json(&r, t.o.out_dir) : 0;
 }

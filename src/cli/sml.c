@@ -194,6 +194,7 @@ int ag_cli_sml(int argc, char **argv) {
   static const ag_cli_verb verbs[] = {
       {"pretrain", "train the base student from nothing and measure its acc@1", cmd_pretrain},
       {"train", "SML fine-tuning on teacher-student rollouts (offline or GRPO)", ag_cli_sml_train},
+      {"e1", "experiment E1: acc@k of the base vs the SML student (report folder)", ag_cli_sml_e1},
   };
   static const ag_cli_area_help area = {
       "sml",

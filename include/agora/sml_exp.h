@@ -1,0 +1,74 @@
+/* The SML experiments (methods layer): each writes a report folder with
+ * report.md, results.json, CSV tables and a gnuplot plot (docs/sml.md
+ * "Experiments"; the claims are PAPERS.md §1-2).
+ *
+ *   E1 multi-turn learning: acc@1..K of the base student and of the SML
+ *   student on held-out tasks of the training families, over all tasks and
+ *   over the tasks the base student fails in one turn.
+ *
+ *   ag_sml_e1_options o = ag_sml_e1_defaults();
+ *   o.out_dir = "runs/e1";
+ *   ag_sml_e1_result r;
+ *   if (ag_sml_e1(&o, &r) == AG_OK) printf("%.3f -> %.3f\n", r.base.acc_at[9], r.sml.acc_at[9]);
+ */
+#ifndef AGORA_SML_EXP_H
+#define AGORA_SML_EXP_H
+
+#include "agora/sml.h"
+#include "agora/sml_train.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ag_sml_e1_options {
+  const char *out_dir; /* required: the report folder */
+  /* The base student. NULL: out_dir/base, pretrained there (size, minutes,
+   * the SML run's families and level) unless it holds a finished one. */
+  const char *base;
+  const char *size;        /* pretraining preset (default "small") */
+  double pretrain_minutes; /* 0: the preset's steps */
+  /* The SML run, into out_dir/sml (student and out_dir are set by E1).
+   * Defaults: offline, level AG_SML_BASE_LEVEL, 4 rounds of 64 dialogues,
+   * 20 evaluation tasks per family, acc@1..10. */
+  ag_sml_train_options train;
+  bool resume; /* continue a killed experiment (each stage resumes) */
+  bool progress;
+} ag_sml_e1_options;
+
+ag_sml_e1_options ag_sml_e1_defaults(void);
+
+/* acc@1..K of one student over a set of tasks. */
+typedef struct ag_sml_acc {
+  int64_t tasks;
+  double acc_at[AG_SML_TRAIN_MAX_TURNS];
+} ag_sml_acc;
+
+typedef struct ag_sml_e1_result {
+  int turns; /* K */
+  int family_count;
+  char families[AG_SML_MAX_FAMILIES][16];
+  ag_sml_acc base, sml;           /* every held-out task */
+  ag_sml_acc base_hard, sml_hard; /* the tasks the base student fails at turn 1 */
+  ag_sml_acc base_family[AG_SML_MAX_FAMILIES], sml_family[AG_SML_MAX_FAMILIES];
+  double base_question_rate, sml_question_rate;
+  bool pretrained; /* E1 pretrained the base student (this call or before) */
+  double seconds;
+} ag_sml_e1_result;
+
+/* Pretrains the base student if needed, runs `sml train` from it, reads
+ * both evaluations back and writes out_dir/report.md, results.json
+ * (base.acc_at, sml.acc_at, tasks, ...), acc_at.csv, families.csv and
+ * plot.gp (rendered to acc_at.svg when gnuplot is installed). A folder that
+ * holds an experiment needs resume. */
+ag_status ag_sml_e1(const ag_sml_e1_options *o, ag_sml_e1_result *r);
+
+/* acc@1..K over rollouts (a task solved at student turn t counts for every
+ * k >= t); select (NULL: all) picks which. */
+void ag_sml_acc_of(const ag_sml_rollout *v, int64_t n, const bool *select, int turns,
+                   ag_sml_acc *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

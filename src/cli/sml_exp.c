@@ -1,0 +1,123 @@
+/* `agora sml e1`: the SML experiments. Flag parsing and output only; the
+ * work is in libagora (agora/sml_exp.h). */
+#include "agora/sml_exp.h"
+
+#include "agora/json.h"
+#include "cli/args.h"
+#include "cli/cli.h"
+#include "cli/sml_cli.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_FLAGS 48
+
+static const char E1_EPILOG[] =
+    "E1, multi-turn learning: pretrains the base student into OUT/base unless --base names\n"
+    "one (or OUT/base holds a finished one), runs `sml train` from it into OUT/sml, and\n"
+    "compares acc@1..K of the base and the SML student on held-out tasks of the training\n"
+    "families (held-out teacher phrasings, greedy), over all tasks and over the tasks the\n"
+    "base student fails at turn 1. The training flags are those of `agora sml train`; here\n"
+    "--level defaults to 1 (the base student's level), --tasks-per-round to 64 and\n"
+    "--eval-tasks to 20 per family.\n\n"
+    "Writes OUT/report.md, OUT/results.json (base.acc_at, sml.acc_at, tasks, families,\n"
+    "base_fails_at_1), OUT/acc_at.csv, OUT/families.csv and OUT/plot.gp (rendered to\n"
+    "OUT/acc_at.svg when gnuplot is installed). --resume continues a killed experiment;\n"
+    "each stage resumes where it stopped. See docs/sml.md.\n";
+
+static void print_text(const ag_sml_e1_result *r, const char *out) {
+  printf("sml e1: %s, %lld held-out tasks (%lld the base student fails at turn 1), %.1f s\n", out,
+         (long long)r->base.tasks, (long long)r->base_hard.tasks, r->seconds);
+  printf("%-6s %8s %8s %10s %10s\n", "k", "base", "sml", "base-hard", "sml-hard");
+  for (int k = 0; k < r->turns; k++)
+    printf("acc@%-2d %8.3f %8.3f %10.3f %10.3f\n", k + 1, r->base.acc_at[k], r->sml.acc_at[k],
+           r->base_hard.acc_at[k], r->sml_hard.acc_at[k]);
+  printf("report: %s/report.md\n", out);
+}
+
+static json_t *acc_array(const ag_sml_acc *a, int turns) {
+  json_t *v = json_array();
+  for (int k = 0; k < turns; k++)
+    json_array_append_new(v, isfinite(a->acc_at[k]) ? json_real(a->acc_at[k]) : json_null());
+  return v;
+}
+
+static int print_json(const ag_sml_e1_result *r, const char *out) {
+  json_t *o = json_pack("{s:o, s:o, s:o, s:o, s:I, s:I, s:i, s:f, s:s}", "base_acc_at",
+                        acc_array(&r->base, r->turns), "sml_acc_at", acc_array(&r->sml, r->turns),
+                        "base_hard_acc_at", acc_array(&r->base_hard, r->turns), "sml_hard_acc_at",
+                        acc_array(&r->sml_hard, r->turns), "tasks", (json_int_t)r->base.tasks,
+                        "hard_tasks", (json_int_t)r->base_hard.tasks, "turns", r->turns, "seconds",
+                        r->seconds, "out", out);
+  char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  json_decref(o);
+  if (!text) return ag_cli_error("out of memory");
+  printf("%s\n", text);
+  free(text);
+  return 0;
+}
+
+int ag_cli_sml_e1(int argc, char **argv) {
+  ag_sml_e1_options e = ag_sml_e1_defaults();
+  ag_sml_train_cli t;
+  ag_common_flags common = {0};
+  ag_flag table[MAX_FLAGS];
+  int c = 0;
+  table[c++] = (ag_flag){.name = "out",
+                         .type = AG_FLAG_STRING,
+                         .value = &e.out_dir,
+                         .metavar = "DIR",
+                         .help = "the report folder",
+                         .required = true};
+  table[c++] = (ag_flag){.name = "base",
+                         .type = AG_FLAG_STRING,
+                         .value = &e.base,
+                         .metavar = "DIR",
+                         .default_text = "pretrain one into OUT/base",
+                         .help = "the base student (a model folder with a chat template)"};
+  table[c++] = (ag_flag){.name = "size",
+                         .type = AG_FLAG_STRING,
+                         .value = &e.size,
+                         .metavar = "NAME",
+                         .help = "the size of the base student E1 pretrains (tiny, small, base)"};
+  table[c++] = (ag_flag){.name = "pretrain-minutes",
+                         .type = AG_FLAG_FLOAT,
+                         .value = &e.pretrain_minutes,
+                         .metavar = "M",
+                         .min = 0,
+                         .max = 1e6,
+                         .default_text = "the size's steps",
+                         .help = "train the base student for about M minutes"};
+  c += ag_cli_sml_train_flags(table + c, &t);
+  t.o = e.train; /* E1's defaults for the training flags */
+  for (int i = 0; i < c; i++)
+    if (!strcmp(table[i].name, "level")) table[i].default_text = "1, the base student's";
+  table[c++] = (ag_flag){.name = "resume",
+                         .type = AG_FLAG_BOOL,
+                         .value = &e.resume,
+                         .help = "continue the experiment in --out"};
+  ag_flag flags[MAX_FLAGS + AG_COMMON_FLAG_COUNT];
+  int n = ag_args_with_common(flags, table, c, &common, true);
+  ag_command cmd = {.name = "sml e1",
+                    .summary = "E1, multi-turn learning: acc@k of the base student vs the SML "
+                               "student on held-out tasks.",
+                    .flags = flags,
+                    .flag_count = n,
+                    .epilog = E1_EPILOG};
+  ag_args_result ar = ag_args_parse(&cmd, argc, argv, NULL, 0, NULL);
+  if (ar == AG_ARGS_HELP) return 0;
+  if (ar) return 2;
+  if (ag_cli_sml_train_finish(&cmd, &common, &t)) return 2;
+  if (e.base && ag_args_find(&cmd, "size")->seen)
+    return ag_args_usage_error(&cmd, "--size is for the base student E1 pretrains, not --base");
+  if (t.o.eval_tasks < 1) return ag_args_usage_error(&cmd, "--eval-tasks must be at least 1");
+  ag_args_apply_common(&common);
+  e.train = t.o;
+  e.progress = !common.quiet;
+  ag_sml_e1_result r;
+  if (ag_sml_e1(&e, &r)) return ag_cli_error("%s", ag_error_message());
+  print_text(&r, e.out_dir);
+  return common.json ? print_json(&r, e.out_dir) : 0;
+}

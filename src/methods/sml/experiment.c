@@ -1,0 +1,417 @@
+/* The SML experiments (agora/sml_exp.h): E1, multi-turn learning. The work
+ * is done by ag_sml_pretrain and ag_sml_train; this file runs them in a
+ * report folder, reads their evaluation transcripts back and writes the
+ * report.
+ *
+ *   OUT/experiment.json   the settings (a second fresh run refuses the folder)
+ *   OUT/base/             the base student, when E1 pretrains it
+ *   OUT/sml/              the SML run (eval/base and eval/final hold the dialogues)
+ *   OUT/report.md, results.json, acc_at.csv, families.csv, plot.gp, acc_at.svg */
+#include "agora/json.h"
+#include "agora/sml_exp.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PATH_BYTES 4096
+
+ag_sml_e1_options ag_sml_e1_defaults(void) {
+  ag_sml_e1_options o;
+  memset(&o, 0, sizeof o);
+  o.size = "small";
+  o.train = ag_sml_train_defaults();
+  o.train.level = AG_SML_BASE_LEVEL;
+  o.train.rounds = 4;
+  o.train.tasks_per_round = 64;
+  o.train.eval_tasks = 20;
+  o.train.eval_turns = 10;
+  return o;
+}
+
+void ag_sml_acc_of(const ag_sml_rollout *v, int64_t n, const bool *select, int turns,
+                   ag_sml_acc *out) {
+  memset(out, 0, sizeof *out);
+  int64_t solved[AG_SML_TRAIN_MAX_TURNS] = {0};
+  if (turns > AG_SML_TRAIN_MAX_TURNS) turns = AG_SML_TRAIN_MAX_TURNS;
+  for (int64_t i = 0; i < n; i++) {
+    if (select && !select[i]) continue;
+    out->tasks++;
+    if (!v[i].solved || v[i].solved_at < 1) continue;
+    for (int k = v[i].solved_at - 1; k < turns; k++) solved[k]++;
+  }
+  for (int k = 0; k < turns; k++)
+    out->acc_at[k] = out->tasks ? (double)solved[k] / (double)out->tasks : NAN;
+}
+
+static ag_status join(char *out, const char *dir, const char *name) {
+  int len = snprintf(out, PATH_BYTES, "%s/%s", dir, name);
+  if (len < 0 || len >= PATH_BYTES) return ag_error_set(AG_ERR_INVALID, "path too long: %s", dir);
+  return AG_OK;
+}
+
+/* ---- stages ------------------------------------------------------------------------------- */
+
+static json_t *settings_json(const ag_sml_e1_options *o, const char *base_dir) {
+  const ag_sml_train_options *t = &o->train;
+  return json_pack("{s:s, s:s, s:s, s:f, s:s, s:i, s:s, s:i, s:I, s:i, s:i, s:I, s:I}",
+                   "experiment", "e1", "base", base_dir, "size", o->size ? o->size : "small",
+                   "pretrain_minutes", o->pretrain_minutes, "families",
+                   t->families ? t->families : ag_sml_default_families(), "level", t->level, "mode",
+                   t->mode == AG_SML_GRPO ? "grpo" : "offline", "rounds", t->rounds,
+                   "tasks_per_round", (json_int_t)t->tasks_per_round, "train_turns", t->train_turns,
+                   "eval_turns", t->eval_turns, "eval_tasks", (json_int_t)t->eval_tasks, "seed",
+                   (json_int_t)t->seed);
+}
+
+/* The base student: o->base as it is, or OUT/base, pretrained (or its
+ * pretraining resumed) unless pretrain.json holds results. */
+static ag_status base_student(const ag_sml_e1_options *o, char *dir, bool *pretrained) {
+  *pretrained = false;
+  if (o->base) {
+    if (strlen(o->base) >= PATH_BYTES) return ag_error_set(AG_ERR_INVALID, "path too long");
+    strcpy(dir, o->base);
+    return AG_OK;
+  }
+  ag_status st = join(dir, o->out_dir, "base");
+  char path[PATH_BYTES];
+  if (!st) st = join(path, dir, "pretrain.json");
+  if (st) return st;
+  *pretrained = true;
+  bool started = ag_file_exists(path);
+  if (started) {
+    json_t *saved = NULL;
+    st = ag_json_load(path, &saved);
+    bool done = !st && json_object_get(saved, "results") != NULL;
+    json_decref(saved);
+    if (st) return ag_error_wrap(st, "sml e1: the base student");
+    if (done) return AG_OK;
+  }
+  ag_sml_pretrain_options p = ag_sml_pretrain_defaults();
+  p.out_dir = dir;
+  p.size = o->size;
+  p.minutes = o->pretrain_minutes;
+  p.families = o->train.families;
+  p.level = o->train.level;
+  p.seed = o->train.seed;
+  p.resume = started;
+  p.skip_eval = true; /* the SML run evaluates it, at acc@1..K */
+  p.progress = o->progress;
+  ag_info("sml e1: %s the base student in %s", started ? "resuming" : "pretraining", dir);
+  ag_sml_pretrain_result pr;
+  st = ag_sml_pretrain(&p, &pr);
+  return st ? ag_error_wrap(st, "sml e1: pretraining the base student") : AG_OK;
+}
+
+/* The evaluation dialogues of one family (sml/eval/<which>/<family>), in
+ * the order of `ids` when given (so that base and SML rows line up). */
+static ag_status load_eval(const char *sml_dir, const char *which, const char *family,
+                           ag_sml_rollout **out, int64_t *n) {
+  char dir[PATH_BYTES], path[PATH_BYTES];
+  snprintf(dir, sizeof dir, "eval/%s/%s/transcripts.jsonl", which, family);
+  ag_status st = join(path, sml_dir, dir);
+  return st ? st : ag_sml_rollouts_load(path, out, n);
+}
+
+/* Reorders v (n rollouts) to follow ref's task ids; a task missing from
+ * either side is an error (both evaluations ran the same tasks). */
+static ag_status align(const ag_sml_rollout *ref, int64_t n, ag_sml_rollout *v, int64_t m,
+                       const char *family) {
+  if (m != n)
+    return ag_error_set(AG_ERR_FORMAT, "sml e1: %s: %lld base and %lld SML evaluation dialogues",
+                        family, (long long)n, (long long)m);
+  for (int64_t i = 0; i < n; i++) {
+    int64_t j = i;
+    while (j < m && strcmp(v[j].task_id, ref[i].task_id)) j++;
+    if (j == m)
+      return ag_error_set(AG_ERR_FORMAT, "sml e1: %s: task %s has no SML evaluation", family,
+                          ref[i].task_id);
+    ag_sml_rollout t = v[i];
+    v[i] = v[j];
+    v[j] = t;
+  }
+  return AG_OK;
+}
+
+static void free_rollouts(ag_sml_rollout *v, int64_t n) {
+  for (int64_t i = 0; v && i < n; i++) ag_sml_rollout_clear(&v[i]);
+  free(v);
+}
+
+/* Every family's base and SML evaluations into r. */
+static ag_status analyse(const char *sml_dir, int turns, ag_sml_e1_result *r) {
+  ag_sml_rollout *all_base = NULL, *all_sml = NULL;
+  int64_t total = 0;
+  ag_status st = AG_OK;
+  for (int f = 0; f < r->family_count && !st; f++) {
+    ag_sml_rollout *b = NULL, *s = NULL;
+    int64_t nb = 0, ns = 0;
+    st = load_eval(sml_dir, "base", r->families[f], &b, &nb);
+    if (!st) st = load_eval(sml_dir, "final", r->families[f], &s, &ns);
+    if (!st) st = align(b, nb, s, ns, r->families[f]);
+    if (!st) {
+      ag_sml_acc_of(b, nb, NULL, turns, &r->base_family[f]);
+      ag_sml_acc_of(s, ns, NULL, turns, &r->sml_family[f]);
+      ag_sml_rollout *gb = realloc(all_base, (size_t)(total + nb) * sizeof *gb);
+      if (gb) all_base = gb;
+      ag_sml_rollout *gs = gb ? realloc(all_sml, (size_t)(total + nb) * sizeof *gs) : NULL;
+      if (gs) all_sml = gs;
+      if (!gb || !gs) {
+        st = ag_error_set(AG_ERR_NOMEM, "out of memory");
+      } else { /* the rows move into the pooled arrays */
+        memcpy(all_base + total, b, (size_t)nb * sizeof *b);
+        memcpy(all_sml + total, s, (size_t)nb * sizeof *s);
+        total += nb;
+        free(b);
+        free(s);
+        b = s = NULL;
+        nb = ns = 0;
+      }
+    }
+    free_rollouts(b, nb);
+    free_rollouts(s, ns);
+  }
+  bool *hard = st ? NULL : malloc((size_t)(total > 0 ? total : 1));
+  if (!st && !hard) st = ag_error_set(AG_ERR_NOMEM, "out of memory");
+  if (!st) {
+    for (int64_t i = 0; i < total; i++)
+      hard[i] = !(all_base[i].solved && all_base[i].solved_at == 1);
+    ag_sml_acc_of(all_base, total, NULL, turns, &r->base);
+    ag_sml_acc_of(all_sml, total, NULL, turns, &r->sml);
+    ag_sml_acc_of(all_base, total, hard, turns, &r->base_hard);
+    ag_sml_acc_of(all_sml, total, hard, turns, &r->sml_hard);
+  }
+  free(hard);
+  free_rollouts(all_base, total);
+  free_rollouts(all_sml, total);
+  return st;
+}
+
+/* ---- report ------------------------------------------------------------------------------- */
+
+static json_t *acc_json(const ag_sml_acc *a, int turns) {
+  json_t *v = json_array();
+  for (int k = 0; k < turns; k++)
+    json_array_append_new(v, isfinite(a->acc_at[k]) ? json_real(a->acc_at[k]) : json_null());
+  return json_pack("{s:o, s:I}", "acc_at", v, "tasks", (json_int_t)a->tasks);
+}
+
+static ag_status write_results(const char *dir, const ag_sml_e1_options *o, const char *base_dir,
+                               const ag_sml_e1_result *r) {
+  int K = r->turns;
+  json_t *families = json_object();
+  for (int f = 0; f < r->family_count; f++)
+    json_object_set_new(families, r->families[f],
+                        json_pack("{s:o, s:o}", "base", acc_json(&r->base_family[f], K), "sml",
+                                  acc_json(&r->sml_family[f], K)));
+  json_t *base = acc_json(&r->base, K), *sml = acc_json(&r->sml, K);
+  json_object_set_new(base, "question_rate", json_real(r->base_question_rate));
+  json_object_set_new(sml, "question_rate", json_real(r->sml_question_rate));
+  json_t *v = json_pack("{s:s, s:o, s:o, s:{s:o, s:o}, s:o, s:i, s:I, s:o, s:f}", "experiment",
+                        "e1", "base", base, "sml", sml, "base_fails_at_1", "base",
+                        acc_json(&r->base_hard, K), "sml", acc_json(&r->sml_hard, K), "families",
+                        families, "turns", K, "tasks", (json_int_t)r->base.tasks, "settings",
+                        settings_json(o, base_dir), "seconds", r->seconds);
+  char path[PATH_BYTES];
+  ag_status st = v ? join(path, dir, "results.json") : ag_error_set(AG_ERR_NOMEM, "out of memory");
+  if (!st) st = ag_json_save(path, v);
+  json_decref(v);
+  return st;
+}
+
+static void fmt_acc(char *buf, size_t size, double v) {
+  if (isfinite(v))
+    snprintf(buf, size, "%.3f", v);
+  else
+    snprintf(buf, size, "-");
+}
+
+static ag_status write_acc_csv(const char *dir, const ag_sml_e1_result *r) {
+  char path[PATH_BYTES];
+  ag_atomic_file *af = NULL;
+  ag_status st = join(path, dir, "acc_at.csv");
+  if (!st) st = ag_atomic_open(path, &af);
+  if (st) return st;
+  FILE *f = ag_atomic_stream(af);
+  fprintf(f, "k,base,sml,base_fails_at_1_base,base_fails_at_1_sml\n");
+  for (int k = 0; k < r->turns; k++)
+    fprintf(f, "%d,%.6f,%.6f,%.6f,%.6f\n", k + 1, r->base.acc_at[k], r->sml.acc_at[k],
+            r->base_hard.acc_at[k], r->sml_hard.acc_at[k]);
+  return ag_atomic_commit(af);
+}
+
+static ag_status write_families_csv(const char *dir, const ag_sml_e1_result *r) {
+  char path[PATH_BYTES];
+  ag_atomic_file *af = NULL;
+  ag_status st = join(path, dir, "families.csv");
+  if (!st) st = ag_atomic_open(path, &af);
+  if (st) return st;
+  FILE *f = ag_atomic_stream(af);
+  int K = r->turns;
+  fprintf(f, "family,tasks,base_acc_at_1,base_acc_at_%d,sml_acc_at_1,sml_acc_at_%d\n", K, K);
+  for (int i = 0; i < r->family_count; i++)
+    fprintf(f, "%s,%lld,%.6f,%.6f,%.6f,%.6f\n", r->families[i], (long long)r->base_family[i].tasks,
+            r->base_family[i].acc_at[0], r->base_family[i].acc_at[K - 1],
+            r->sml_family[i].acc_at[0], r->sml_family[i].acc_at[K - 1]);
+  return ag_atomic_commit(af);
+}
+
+static ag_status write_plot(const char *dir, const ag_sml_e1_result *r) {
+  char path[PATH_BYTES];
+  ag_atomic_file *af = NULL;
+  ag_status st = join(path, dir, "plot.gp");
+  if (!st) st = ag_atomic_open(path, &af);
+  if (st) return st;
+  FILE *f = ag_atomic_stream(af);
+  fprintf(f,
+          "# Renders acc_at.svg from acc_at.csv: gnuplot plot.gp\n"
+          "set terminal svg size 900,420 dynamic font 'Helvetica,12'\n"
+          "set output 'acc_at.svg'\n"
+          "set datafile separator ','\n"
+          "set key top left\n"
+          "set grid\n"
+          "set xlabel 'k (student turns)'\n"
+          "set ylabel 'acc@k'\n"
+          "set xrange [0.5:%d.5]\n"
+          "set yrange [0:*]\n"
+          "set multiplot layout 1,2 title 'E1: acc@k, base vs SML student (held-out tasks)'\n"
+          "set title 'all %lld tasks'\n"
+          "plot 'acc_at.csv' skip 1 using 1:2 with linespoints lw 2 title 'base', \\\n"
+          "     '' skip 1 using 1:3 with linespoints lw 2 title 'SML'\n"
+          "set title '%lld tasks the base student fails at turn 1'\n"
+          "plot 'acc_at.csv' skip 1 using 1:4 with linespoints lw 2 title 'base', \\\n"
+          "     '' skip 1 using 1:5 with linespoints lw 2 title 'SML'\n"
+          "unset multiplot\n",
+          r->turns, (long long)r->base.tasks, (long long)r->base_hard.tasks);
+  return ag_atomic_commit(af);
+}
+
+static ag_status write_report(const char *dir, const ag_sml_e1_options *o, const char *base_dir,
+                              const ag_sml_e1_result *r) {
+  char path[PATH_BYTES];
+  ag_atomic_file *af = NULL;
+  ag_status st = join(path, dir, "report.md");
+  if (!st) st = ag_atomic_open(path, &af);
+  if (st) return st;
+  FILE *f = ag_atomic_stream(af);
+  const ag_sml_train_options *t = &o->train;
+  int K = r->turns;
+  fprintf(f,
+          "# E1: multi-turn learning\n\n"
+          "Claim (PAPERS.md §1): students trained with social meta-learning solve, through\n"
+          "conversation with a teacher, problems they cannot solve in one turn.\n\n"
+          "Setup: base student `%s`; SML %s, %d round(s) of %lld dialogues (up to %d student\n"
+          "turns, training phrasings); evaluation on %lld held-out tasks (%lld per family of\n"
+          "%s, level %d), held-out teacher phrasings, greedy replies, up to %d student turns.\n\n",
+          base_dir, t->mode == AG_SML_GRPO ? "GRPO" : "offline", t->rounds,
+          (long long)t->tasks_per_round, t->train_turns, (long long)r->base.tasks,
+          (long long)t->eval_tasks, t->families ? t->families : ag_sml_default_families(), t->level,
+          K);
+  fprintf(f, "| k | base | SML | base, hard tasks | SML, hard tasks |\n|---|---|---|---|---|\n");
+  char a[16], b[16], c[16], d[16];
+  for (int k = 0; k < K; k++) {
+    fmt_acc(a, sizeof a, r->base.acc_at[k]);
+    fmt_acc(b, sizeof b, r->sml.acc_at[k]);
+    fmt_acc(c, sizeof c, r->base_hard.acc_at[k]);
+    fmt_acc(d, sizeof d, r->sml_hard.acc_at[k]);
+    fprintf(f, "| %d | %s | %s | %s | %s |\n", k + 1, a, b, c, d);
+  }
+  fprintf(f,
+          "\n\"Hard tasks\": the %lld tasks the base student does not solve at turn 1. Question\n"
+          "rate (student turns that are not answer attempts): base %.3f, SML %.3f.\n\n",
+          (long long)r->base_hard.tasks, r->base_question_rate, r->sml_question_rate);
+  fprintf(f,
+          "| family | tasks | base acc@1 | base acc@%d | SML acc@1 | SML acc@%d |\n"
+          "|---|---|---|---|---|---|\n",
+          K, K);
+  for (int i = 0; i < r->family_count; i++) {
+    fmt_acc(a, sizeof a, r->base_family[i].acc_at[0]);
+    fmt_acc(b, sizeof b, r->base_family[i].acc_at[K - 1]);
+    fmt_acc(c, sizeof c, r->sml_family[i].acc_at[0]);
+    fmt_acc(d, sizeof d, r->sml_family[i].acc_at[K - 1]);
+    fprintf(f, "| %s | %lld | %s | %s | %s | %s |\n", r->families[i],
+            (long long)r->base_family[i].tasks, a, b, c, d);
+  }
+  double gain = r->sml.acc_at[K - 1] - r->base.acc_at[K - 1];
+  double hard_gain = r->sml_hard.acc_at[K - 1] - r->base_hard.acc_at[K - 1];
+  fprintf(f,
+          "\nMeasured: acc@%d %.3f -> %.3f (%+.3f); on the hard tasks %.3f -> %.3f (%+.3f).\n"
+          "With %lld tasks, one task is %.3f of the accuracy.\n\n",
+          K, r->base.acc_at[K - 1], r->sml.acc_at[K - 1], gain, r->base_hard.acc_at[K - 1],
+          r->sml_hard.acc_at[K - 1], hard_gain, (long long)r->base.tasks,
+          r->base.tasks ? 1.0 / (double)r->base.tasks : NAN);
+  int64_t hard_base = (int64_t)llround(r->base_hard.acc_at[K - 1] * (double)r->base_hard.tasks);
+  int64_t hard_sml = (int64_t)llround(r->sml_hard.acc_at[K - 1] * (double)r->sml_hard.tasks);
+  fprintf(f,
+          "Verdict at this scale: of the %lld tasks the base student fails at turn 1, the SML\n"
+          "student solves %lld within %d turns and the base student %lld: %s.\n\n",
+          (long long)r->base_hard.tasks, (long long)hard_sml, K, (long long)hard_base,
+          hard_sml > hard_base   ? "SML solves more of them through conversation"
+          : hard_sml < hard_base ? "SML solves fewer of them (the claim does not reproduce here)"
+                                 : "no difference (the claim does not reproduce here)");
+  fprintf(f, "Files: results.json, acc_at.csv, families.csv, plot.gp -> acc_at.svg; the dialogues\n"
+             "in sml/eval/base and sml/eval/final; the SML run's rounds in sml/rounds.jsonl.\n");
+  return ag_atomic_commit(af);
+}
+
+/* ---- E1 ----------------------------------------------------------------------------------- */
+
+ag_status ag_sml_e1(const ag_sml_e1_options *o, ag_sml_e1_result *r) {
+  memset(r, 0, sizeof *r);
+  if (!o || !o->out_dir) return ag_error_set(AG_ERR_INVALID, "sml e1: no report folder");
+  if (o->train.eval_tasks < 1)
+    return ag_error_set(AG_ERR_INVALID, "sml e1: needs evaluation tasks (at least 1 per family)");
+  double started = ag_time_seconds();
+  const ag_task_family *families[AG_SML_MAX_FAMILIES];
+  ag_status st =
+      ag_sml_parse_families(o->train.families, families, AG_SML_MAX_FAMILIES, &r->family_count);
+  if (st) return ag_error_wrap(st, "sml e1");
+  for (int f = 0; f < r->family_count; f++)
+    snprintf(r->families[f], sizeof r->families[f], "%s", families[f]->name);
+  if (o->size) {
+    ag_sml_size size;
+    st = ag_sml_size_get(o->size, &size);
+    if (st) return ag_error_wrap(st, "sml e1");
+  }
+  r->turns = o->train.eval_turns;
+
+  char marker[PATH_BYTES], base_dir[PATH_BYTES], sml_dir[PATH_BYTES], state[PATH_BYTES];
+  st = join(marker, o->out_dir, "experiment.json");
+  if (!st && ag_file_exists(marker) && !o->resume)
+    st = ag_error_set(AG_ERR_INVALID,
+                      "sml e1: %s already holds an experiment: continue it with --resume, or "
+                      "choose another folder",
+                      o->out_dir);
+  if (!st) st = ag_mkdir_p(o->out_dir);
+  if (!st) st = base_student(o, base_dir, &r->pretrained);
+  if (!st && !ag_file_exists(marker)) {
+    json_t *s = settings_json(o, base_dir);
+    st = s ? ag_json_save(marker, s) : ag_error_set(AG_ERR_NOMEM, "out of memory");
+    json_decref(s);
+  }
+  if (!st) st = join(sml_dir, o->out_dir, "sml");
+  if (!st) st = join(state, sml_dir, "state.json");
+  if (st) return st;
+
+  ag_sml_train_options t = o->train;
+  t.student = base_dir;
+  t.out_dir = sml_dir;
+  t.resume = ag_file_exists(state);
+  t.progress = o->progress;
+  ag_sml_train_result tr;
+  st = ag_sml_train(&t, &tr);
+  if (st) return ag_error_wrap(st, "sml e1: the SML run");
+  r->base_question_rate = tr.base_question_rate;
+  r->sml_question_rate = tr.trained_question_rate;
+
+  st = analyse(sml_dir, r->turns, r);
+  r->seconds = ag_time_seconds() - started;
+  if (!st) st = write_results(o->out_dir, o, base_dir, r);
+  if (!st) st = write_acc_csv(o->out_dir, r);
+  if (!st) st = write_families_csv(o->out_dir, r);
+  if (!st) st = write_plot(o->out_dir, r);
+  if (!st) st = write_report(o->out_dir, o, base_dir, r);
+  if (!st) ag_plot_render(o->out_dir, "plot.gp");
+  return st;
+}

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# `agora sml e1`: a tiny experiment from nothing pretrains a base student,
+# runs SML, and writes the report folder (report.md, results.json with
+# base.acc_at and sml.acc_at, the CSVs, plot.gp); the counts agree with the
+# evaluation dialogues; a second fresh run refuses the folder, --resume
+# reproduces the results, and bad flags are usage errors before any work.
+# Usage: test_sml_e1.sh path/to/agora   (run from the repository root)
+set -u
+AGORA=${1:?usage: test_sml_e1.sh path/to/agora}
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/agora-cli-e1-XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+passed=0
+failed=0
+PY=/usr/bin/python3
+
+pass() { passed=$((passed + 1)); echo "ok   $1" >&2; }
+fail() { failed=$((failed + 1)); echo "FAIL $1" >&2; }
+
+status() {
+  local name=$1 want=$2
+  shift 2
+  "$AGORA" "$@" </dev/null >"$TMP/out" 2>"$TMP/err"
+  local got=$?
+  if [ "$got" -eq "$want" ]; then pass "$name"; else
+    fail "$name (exit $got, expected $want)"
+    sed 's/^/    /' "$TMP/err" >&2
+  fi
+}
+
+# check NAME PYTHON-EXPRESSION: the expression (over `r`, results.json, and
+# `d`, the report folder) is true.
+check() {
+  local got
+  got=$($PY -c '
+import json, os, sys
+d = sys.argv[2]
+r = json.load(open(os.path.join(d, "results.json")))
+print(bool('"$2"'))' "$1" "$TMP/e1" 2>&1)
+  if [ "$got" == "True" ]; then pass "$1"; else fail "$1: $got"; fi
+}
+
+E1=(sml e1 --size tiny --families arith,code --rounds 1 --tasks-per-round 4 --eval-tasks 3
+  --eval-turns 3 --seed 2 --quiet)
+
+status "a tiny E1 from nothing" 0 "${E1[@]}" --out "$TMP/e1" --json
+check "results.json: acc@1..K of base and SML over 6 tasks" '
+len(r["base"]["acc_at"]) == 3 and len(r["sml"]["acc_at"]) == 3 and r["tasks"] == 6
+and r["base"]["tasks"] == 6 and r["sml"]["tasks"] == 6 and r["turns"] == 3
+and all(0 <= a <= 1 for a in r["base"]["acc_at"] + r["sml"]["acc_at"])
+and all(x <= y for x, y in zip(r["sml"]["acc_at"], r["sml"]["acc_at"][1:]))
+and set(r["families"]) == {"arith", "code"}'
+check "the counts agree with the evaluation dialogues" '
+[json.loads(l)["meta"]["solved"] for f in ("arith", "code")
+ for l in open(os.path.join(d, "sml/eval/base", f, "transcripts.jsonl"))].count(True)
+ == round(r["base"]["acc_at"][-1] * 6)
+and r["base_fails_at_1"]["base"]["tasks"] == 6 - round(r["base"]["acc_at"][0] * 6)'
+check "report.md, the CSVs, plot.gp and the pretrained base student are written" '
+all(os.path.exists(os.path.join(d, f)) for f in ("report.md", "acc_at.csv", "families.csv",
+ "plot.gp", "experiment.json", "base/model.safetensors", "sml/rounds.jsonl"))
+and len(open(os.path.join(d, "acc_at.csv")).read().splitlines()) == 4
+and "| k | base | SML |" in open(os.path.join(d, "report.md")).read()'
+if $PY -c 'import json,sys; l=json.loads(open(sys.argv[1]).read().splitlines()[-1]); sys.exit(0 if len(l["sml_acc_at"]) == 3 and l["tasks"] == 6 else 1)' "$TMP/out"; then
+  pass "--json: the last line has the acc@k arrays"
+else fail "--json: the last line has the acc@k arrays"; fi
+cp "$TMP/e1/results.json" "$TMP/first.json"
+
+status "a second fresh run refuses the folder" 1 "${E1[@]}" --out "$TMP/e1"
+if grep -q "already holds an experiment" "$TMP/err"; then pass "... and says to --resume"; else
+  fail "... and says to --resume"; fi
+status "--resume of the finished experiment" 0 "${E1[@]}" --out "$TMP/e1" --resume
+if $PY -c 'import json,sys; a=json.load(open(sys.argv[1])); b=json.load(open(sys.argv[2])); sys.exit(0 if (a["base"], a["sml"]) == (b["base"], b["sml"]) else 1)' "$TMP/first.json" "$TMP/e1/results.json"; then
+  pass "... gives the same results"
+else fail "... gives the same results"; fi
+
+status "an unknown family" 2 sml e1 --out "$TMP/bad" --families arith,bogus
+status "--size with --base" 2 sml e1 --out "$TMP/bad" --base "$TMP/e1/base" --size tiny
+status "--eval-tasks 0" 2 sml e1 --out "$TMP/bad" --eval-tasks 0
+if [ ! -e "$TMP/bad" ]; then pass "no folder made by the refused runs"; else
+  fail "no folder made by the refused runs"; fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -41,6 +41,12 @@ TEST(families_are_parsed_and_bad_ones_named) {
   ag_error_clear();
 }
 
+static int lines_of(const char *s) {
+  int n = 1;
+  for (; *s; s++) n += *s == '\n';
+  return n;
+}
+
 TEST(records_have_the_chat_shape_and_the_solution_as_the_trained_turn) {
   json_t *records = build("arith,algebra,maze,code,puzzle", 12, 0.5, 0.5, 7);
   CHECK(records && json_array_size(records) == 60);
@@ -70,6 +76,16 @@ TEST(records_have_the_chat_shape_and_the_solution_as_the_trained_turn) {
       CHECK(strlen(msg_field(rec, s + 2, "content")) > 5);
       CHECK(ag_task_extract_attempt(msg_field(rec, s + 1, "content"), &wrong));
       CHECK_MSG(final && wrong && strcmp(final, wrong), "%s", wrong ? wrong : "(none)");
+      /* a whole reply, as the student's own first turn is at evaluation: the
+       * solution's lines with the wrong answer in place of the right one */
+      const char *w = msg_field(rec, s + 1, "content"), *right = msg_field(rec, n - 1, "content");
+      CHECK(w[0] == '\n' && lines_of(w) == lines_of(right));
+      if (!strcmp(json_string_value(json_object_get(meta, "family")), "arith")) {
+        char last_step[64];
+        snprintf(last_step, sizeof last_step, "= %s\nAnswer: %s", wrong ? wrong : "?",
+                 wrong ? wrong : "?");
+        CHECK_MSG(strstr(w, last_step), "%s", w);
+      }
     }
     free(final);
     free(wrong);

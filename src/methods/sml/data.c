@@ -4,8 +4,10 @@
 #include "agora/json.h"
 #include "agora/sml.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -273,6 +275,35 @@ static char *student_solution(const ag_task *task) {
   return out;
 }
 
+/* The wrong attempt as the student would write it: its worked solution
+ * (from student_solution) with the final answer replaced by `wrong`, and
+ * the last place the steps state the right answer (the last step's result,
+ * code's "Try f(x) = ...") changed to it too. A dialogue at evaluation
+ * carries the student's own full first reply, so the records show a full
+ * reply there as well, not a bare "Answer:" line. NULL: out of memory. */
+static char *wrong_solution(const char *solution, const ag_task *task, const char *wrong) {
+  const char *tail = strstr(solution, "Answer: ");
+  while (tail && strstr(tail + 1, "Answer: ")) tail = strstr(tail + 1, "Answer: ");
+  if (!tail) tail = solution + strlen(solution);
+  size_t head = (size_t)(tail - solution), right_len = task->answer ? strlen(task->answer) : 0;
+  /* the last occurrence of the right answer in the steps, as a whole token */
+  const char *hit = NULL;
+  for (const char *p = solution; right_len > 0 && (p = strstr(p, task->answer)) && p < tail; p++) {
+    bool starts = p == solution || !isalnum((unsigned char)p[-1]);
+    bool ends = !isalnum((unsigned char)p[right_len]);
+    if (starts && ends && p + right_len <= tail) hit = p;
+  }
+  size_t bytes = strlen(solution) + 2 * strlen(wrong) + 16;
+  char *out = malloc(bytes);
+  if (!out) return NULL;
+  if (hit)
+    snprintf(out, bytes, "%.*s%s%.*sAnswer: %s", (int)(hit - solution), solution, wrong,
+             (int)(tail - hit - (ptrdiff_t)right_len), hit + right_len, wrong);
+  else
+    snprintf(out, bytes, "%.*sAnswer: %s", (int)head, solution, wrong);
+  return out;
+}
+
 static ag_feedback_level draw_level(ag_rng *rng) {
   float u = ag_rng_uniform(rng);
   return u < BINARY_SHARE                       ? AG_FEEDBACK_BINARY
@@ -307,9 +338,7 @@ static ag_status build_record(const ag_task_family *f, const ag_task *task, bool
     if (system) json_array_append_new(messages, message("system", NULL, SYSTEM_PROMPT));
     json_array_append_new(messages, message("user", "teacher", task->problem));
     if (wrong) {
-      size_t bytes = strlen(wrong) + sizeof "Answer: ";
-      char *turn = malloc(bytes);
-      if (turn) snprintf(turn, bytes, "Answer: %s", wrong);
+      char *turn = wrong_solution(solution, task, wrong);
       json_array_append_new(messages, turn ? message("assistant", "student_wrong", turn) : NULL);
       json_array_append_new(messages, message("user", "teacher", feedback));
       free(turn);

@@ -40,27 +40,28 @@ typedef struct ag_sml_train_options {
   const char *student; /* required: the starting model folder */
   const char *out_dir; /* required: the run folder */
   ag_sml_train_mode mode;
-  const char *families;    /* comma-separated generated families; NULL: all */
-  int level;               /* training and evaluation level; 0: each family's default */
-  int rounds;              /* default 4 */
-  int64_t tasks_per_round; /* default 16: offline dialogues / GRPO tasks per round */
-  int group;               /* GRPO rollouts per task (default 8) */
-  double gamma;            /* turn discount (default 0.7) */
-  double kl;               /* KL penalty beta (default 0: off) */
-  const char *reference;   /* the KL reference model folder (required when kl > 0) */
-  int train_turns;         /* student turns per training dialogue (default 4) */
-  int eval_turns;          /* K of the evaluation (default 10) */
-  int64_t eval_tasks;      /* held-out tasks per family (default 20; 0: no evaluation) */
-  float lr;                /* default 1e-4 (full), 1e-3 (LoRA) when 0 */
-  int epochs;              /* offline and priming: passes over a round's data (default 1) */
-  int64_t batch_size;      /* offline: dialogues per update (default 8) */
-  int64_t micro_batch;     /* rows per forward (default 8) */
-  float clip_norm;         /* default 1.0 */
-  float temperature;       /* rollout sampling (default 1.0) */
-  float eval_temperature;  /* evaluation replies (default 0: greedy; > 0: sampled, seeded) */
-  int64_t max_tokens;      /* tokens per student reply (default 96) */
-  int64_t seq_len;         /* tokens per training dialogue at most (0: the model's context) */
-  ag_lora_config lora;     /* rank 0: full fine-tuning */
+  const char *families;      /* comma-separated generated families; NULL: all */
+  const char *eval_families; /* the families evaluated on (NULL: the training ones) */
+  int level;                 /* training and evaluation level; 0: each family's default */
+  int rounds;                /* default 4 */
+  int64_t tasks_per_round;   /* default 16: offline dialogues / GRPO tasks per round */
+  int group;                 /* GRPO rollouts per task (default 8) */
+  double gamma;              /* turn discount (default 0.7) */
+  double kl;                 /* KL penalty beta (default 0: off) */
+  const char *reference;     /* the KL reference model folder (required when kl > 0) */
+  int train_turns;           /* student turns per training dialogue (default 4) */
+  int eval_turns;            /* K of the evaluation (default 10) */
+  int64_t eval_tasks;        /* held-out tasks per family (default 20; 0: no evaluation) */
+  float lr;                  /* default 1e-4 (full), 1e-3 (LoRA) when 0 */
+  int epochs;                /* offline and priming: passes over a round's data (default 1) */
+  int64_t batch_size;        /* offline: dialogues per update (default 8) */
+  int64_t micro_batch;       /* rows per forward (default 8) */
+  float clip_norm;           /* default 1.0 */
+  float temperature;         /* rollout sampling (default 1.0) */
+  float eval_temperature;    /* evaluation replies (default 0: greedy; > 0: sampled, seeded) */
+  int64_t max_tokens;        /* tokens per student reply (default 384) */
+  int64_t seq_len;           /* tokens per training dialogue at most (0: the model's context) */
+  ag_lora_config lora;       /* rank 0: full fine-tuning */
   /* Question priming. */
   bool q_priming;
   double priming_decay;  /* default 0.75 */

@@ -9,7 +9,7 @@
 /* ag_sml_train_options and the flag values that need converting. */
 typedef struct ag_sml_train_cli {
   ag_sml_train_options o;
-  const char *mode, *families, *lora_targets;
+  const char *mode, *families, *eval_families, *lora_targets;
   double lr, clip, temperature, eval_temperature, lora_alpha, lora_dropout;
   int lora_rank;
 } ag_sml_train_cli;

@@ -67,6 +67,7 @@ int ag_cli_sml_train_flags(ag_flag *table, ag_sml_train_cli *t) {
   t->o = ag_sml_train_defaults();
   t->mode = "offline";
   t->families = NULL;
+  t->eval_families = NULL;
   t->lr = 0;
   t->clip = t->o.clip_norm;
   t->temperature = t->o.temperature;
@@ -106,7 +107,13 @@ int ag_cli_sml_train_flags(ag_flag *table, ag_sml_train_cli *t) {
                          .value = &t->families,
                          .metavar = "A,B",
                          .default_text = ag_sml_default_families(),
-                         .help = "generated task families to train and evaluate on"};
+                         .help = "generated task families to train on (and to evaluate on)"};
+  table[c++] = (ag_flag){.name = "eval-families",
+                         .type = AG_FLAG_STRING,
+                         .value = &t->eval_families,
+                         .metavar = "A,B",
+                         .default_text = "--families",
+                         .help = "the families to evaluate on instead (transfer)"};
   table[c++] = (ag_flag){.name = "level",
                          .type = AG_FLAG_INT,
                          .value = &o->level,
@@ -283,12 +290,16 @@ int ag_cli_sml_train_finish(ag_command *cmd, const ag_common_flags *common, ag_s
   int count = 0;
   if (ag_sml_parse_families(t->families, parsed, AG_SML_MAX_FAMILIES, &count))
     return ag_args_usage_error(cmd, "--families: %s", ag_error_message());
+  if (t->eval_families &&
+      ag_sml_parse_families(t->eval_families, parsed, AG_SML_MAX_FAMILIES, &count))
+    return ag_args_usage_error(cmd, "--eval-families: %s", ag_error_message());
   if (o->kl > 0 && !o->reference)
     return ag_args_usage_error(cmd, "--kl needs a reference model (--reference DIR)");
   if (ag_args_find(cmd, "group")->seen && strcmp(t->mode, "grpo"))
     return ag_args_usage_error(cmd, "--group is for --mode grpo");
   o->mode = !strcmp(t->mode, "grpo") ? AG_SML_GRPO : AG_SML_OFFLINE;
   o->families = t->families;
+  o->eval_families = t->eval_families;
   o->lr = (float)t->lr;
   o->clip_norm = (float)t->clip;
   o->temperature = (float)t->temperature;

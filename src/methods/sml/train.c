@@ -40,22 +40,23 @@ static uint64_t mix(uint64_t a, uint64_t b) {
 }
 
 ag_sml_train_options ag_sml_train_defaults(void) {
-  ag_sml_train_options o = {.mode = AG_SML_OFFLINE,
-                            .rounds = 4,
-                            .tasks_per_round = 16,
-                            .group = 8,
-                            .gamma = 0.7,
-                            .train_turns = 4,
-                            .eval_turns = 10,
-                            .eval_tasks = 20,
-                            .epochs = 1,
-                            .batch_size = 8,
-                            .micro_batch = 8,
-                            .clip_norm = 1.0f,
-                            .temperature = 1.0f,
-                            .max_tokens = 96,
-                            .priming_decay = 0.75,
-                            .train_names = "student"};
+  ag_sml_train_options o = {
+      .mode = AG_SML_OFFLINE,
+      .rounds = 4,
+      .tasks_per_round = 16,
+      .group = 8,
+      .gamma = 0.7,
+      .train_turns = 4,
+      .eval_turns = 10,
+      .eval_tasks = 20,
+      .epochs = 1,
+      .batch_size = 8,
+      .micro_batch = 8,
+      .clip_norm = 1.0f,
+      .temperature = 1.0f,
+      .max_tokens = 384, /* worked maze replies run to 175 tokens at level 1, 271 at 2 */
+      .priming_decay = 0.75,
+      .train_names = "student"};
   o.lora = ag_lora_defaults();
   o.lora.rank = 0;
   return o;
@@ -150,6 +151,8 @@ typedef struct run {
   ag_sml_train_options o;
   const ag_task_family *families[AG_SML_MAX_FAMILIES];
   int family_count;
+  const ag_task_family *eval_families[AG_SML_MAX_FAMILIES]; /* the training ones unless told */
+  int eval_family_count;
   const char *names[AG_LM_MAX_TRAIN_NAMES];
   char names_buf[256];
   int name_count;
@@ -160,7 +163,7 @@ typedef struct run {
   ag_optim *optim;
   ag_transformer *reference;
   ag_hf_info info;
-  ag_task *eval_tasks; /* family_count * eval_tasks */
+  ag_task *eval_tasks; /* eval_family_count * eval_tasks */
   uint64_t *reserve;   /* sorted hashes of reserved evaluation problems */
   int64_t reserve_n;
   int64_t eval_n;
@@ -242,15 +245,17 @@ static ag_status write_model(run *x, const char *dir) {
 static json_t *settings_json(const run *x) {
   const ag_sml_train_options *o = &x->o;
   return json_pack(
-      "{s:s, s:s, s:s, s:i, s:I, s:i, s:f, s:f, s:i, s:f, s:i, s:I, s:b, s:f, "
+      "{s:s, s:s, s:s, s:s, s:i, s:I, s:i, s:f, s:f, s:i, s:f, s:i, s:I, s:b, s:f, "
       "s:I, s:s, s:i, s:I, s:I}",
       "student", o->student, "mode", o->mode == AG_SML_GRPO ? "grpo" : "offline", "families",
-      o->families ? o->families : ag_sml_default_families(), "level", o->level, "tasks_per_round",
-      (json_int_t)o->tasks_per_round, "group", o->group, "gamma", o->gamma, "kl", o->kl,
-      "train_turns", o->train_turns, "lr", (double)o->lr, "lora_rank", o->lora.rank, "seed",
-      (json_int_t)o->seed, "q_priming", o->q_priming, "priming_decay", o->priming_decay,
-      "max_tokens", (json_int_t)o->max_tokens, "train_names", o->train_names, "epochs", o->epochs,
-      "batch_size", (json_int_t)o->batch_size, "eval_tasks", (json_int_t)o->eval_tasks);
+      o->families ? o->families : ag_sml_default_families(), "eval_families",
+      o->eval_families ? o->eval_families : (o->families ? o->families : ag_sml_default_families()),
+      "level", o->level, "tasks_per_round", (json_int_t)o->tasks_per_round, "group", o->group,
+      "gamma", o->gamma, "kl", o->kl, "train_turns", o->train_turns, "lr", (double)o->lr,
+      "lora_rank", o->lora.rank, "seed", (json_int_t)o->seed, "q_priming", o->q_priming,
+      "priming_decay", o->priming_decay, "max_tokens", (json_int_t)o->max_tokens, "train_names",
+      o->train_names, "epochs", o->epochs, "batch_size", (json_int_t)o->batch_size, "eval_tasks",
+      (json_int_t)o->eval_tasks);
 }
 
 static ag_status write_state(run *x) {
@@ -285,6 +290,8 @@ static ag_status read_state(run *x, bool *found) {
   json_t *v;
   json_object_foreach(want, key, v) {
     json_t *h = json_object_get(have, key);
+    /* runs saved before eval_families existed evaluated their training families */
+    if (!h && !strcmp(key, "eval_families")) h = json_object_get(have, "families");
     bool same = h && (json_is_number(v) && json_is_number(h)
                           ? fabs(json_number_value(v) - json_number_value(h)) <=
                                 1e-6 * (1 + fabs(json_number_value(v)))
@@ -388,13 +395,13 @@ static int level_of(const run *x, const ag_task_family *f) {
 
 static ag_status make_eval_tasks(run *x) {
   int64_t n = x->o.eval_tasks;
-  x->eval_n = n * x->family_count;
+  x->eval_n = n * x->eval_family_count;
   if (x->eval_n == 0) return AG_OK;
   x->eval_tasks = calloc((size_t)x->eval_n, sizeof *x->eval_tasks);
   if (!x->eval_tasks) return ag_error_set(AG_ERR_NOMEM, "out of memory");
-  for (int f = 0; f < x->family_count; f++)
+  for (int f = 0; f < x->eval_family_count; f++)
     for (int64_t i = 0; i < n; i++) {
-      const ag_task_family *fam = x->families[f];
+      const ag_task_family *fam = x->eval_families[f];
       ag_status st =
           fam->generate(level_of(x, fam), AG_SML_EVAL_SEED, i, &x->eval_tasks[f * n + i]);
       if (st) return st;
@@ -543,9 +550,9 @@ static void free_rollouts(ag_sml_rollout *v, int64_t n) {
  * into dir/<family>/. */
 static ag_status evaluate(run *x, const char *dir, double *acc, double *question_rate) {
   int64_t n = x->o.eval_tasks, solved[AG_SML_TRAIN_MAX_TURNS] = {0}, turns = 0, questions = 0;
-  for (int f = 0; f < x->family_count; f++) {
+  for (int f = 0; f < x->eval_family_count; f++) {
     char sub[PATH_BYTES];
-    if (!join(sub, sizeof sub, dir, x->families[f]->name))
+    if (!join(sub, sizeof sub, dir, x->eval_families[f]->name))
       return ag_error_set(AG_ERR_INVALID, "path too long");
     ag_teach_options o = teach_options(x);
     o.teacher.phrasing = AG_PHRASING_HELDOUT;
@@ -557,7 +564,7 @@ static ag_status evaluate(run *x, const char *dir, double *acc, double *question
     ag_teach_metrics m;
     memset(&m, 0, sizeof m);
     ag_status st = ag_teach_eval(&o, x->eval_tasks + f * n, n, &m, NULL);
-    if (st) return ag_error_wrap(st, "sml train: evaluating %s", x->families[f]->name);
+    if (st) return ag_error_wrap(st, "sml train: evaluating %s", x->eval_families[f]->name);
     for (int k = 0; k < x->o.eval_turns; k++)
       solved[k] += (int64_t)llround(m.acc_at[k] * (double)m.n);
     turns += m.student_turns;
@@ -822,6 +829,9 @@ static ag_status check_options(run *x) {
   if (!o->train_names || !o->train_names[0]) o->train_names = "student";
   ag_status st =
       ag_sml_parse_families(o->families, x->families, AG_SML_MAX_FAMILIES, &x->family_count);
+  if (!st)
+    st = ag_sml_parse_families(o->eval_families ? o->eval_families : o->families, x->eval_families,
+                               AG_SML_MAX_FAMILIES, &x->eval_family_count);
   if (st) return ag_error_wrap(st, "sml train");
   /* The trained names: a comma-separated list. */
   snprintf(x->names_buf, sizeof x->names_buf, "%s", o->train_names);

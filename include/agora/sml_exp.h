@@ -5,6 +5,9 @@
  *   E1 multi-turn learning: acc@1..K of the base student and of the SML
  *   student on held-out tasks of the training families, over all tasks and
  *   over the tasks the base student fails in one turn.
+ *   E2 transfer across domains: the same comparison for SML trained on the
+ *   math families (arith, algebra) and evaluated on code, maze and puzzle,
+ *   and trained on code and evaluated on the math families.
  *
  *   ag_sml_e1_options o = ag_sml_e1_defaults();
  *   o.out_dir = "runs/e1";
@@ -62,6 +65,23 @@ typedef struct ag_sml_e1_result {
  * plot.gp (rendered to acc_at.svg when gnuplot is installed). A folder that
  * holds an experiment needs resume. */
 ag_status ag_sml_e1(const ag_sml_e1_options *o, ag_sml_e1_result *r);
+
+/* E2: two directions, each an SML run from the same base student. */
+#define AG_SML_E2_DIRECTIONS 2
+typedef struct ag_sml_e2_result {
+  const char *names[AG_SML_E2_DIRECTIONS];          /* "math-to-others", "code-to-math" */
+  const char *train[AG_SML_E2_DIRECTIONS];          /* training families */
+  ag_sml_e1_result direction[AG_SML_E2_DIRECTIONS]; /* over the evaluated (other) families */
+  bool pretrained;
+  double seconds;
+} ag_sml_e2_result;
+
+/* E2 with E1's options (train.families and train.eval_families are set per
+ * direction; every other training option applies to both runs): the base
+ * student as in E1, then OUT/math-to-others and OUT/code-to-math, and
+ * OUT/report.md, results.json (directions[]: name, train, eval, base and
+ * sml acc@k and per family), transfer.csv, acc_at.csv and plot.gp. */
+ag_status ag_sml_e2(const ag_sml_e1_options *o, ag_sml_e2_result *r);
 
 /* acc@1..K over rollouts (a task solved at student turn t counts for every
  * k >= t); select (NULL: all) picks which. */

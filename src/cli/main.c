@@ -15,7 +15,7 @@ static const ag_cli_area areas[] = {
     {"teach", "teacher-student dialogues: eval a student with a teacher", ag_cli_teach},
     {"crafter", "the Crafter game: replay (play, eval, render, bench to come)", ag_cli_crafter},
     {"sml", "social meta-learning: pretrain, train, experiments", ag_cli_sml},
-    {"shape", "n-player games: exact values, naive learners and LOLA", ag_cli_shaping},
+    {"shape", "n-player opponent shaping: learners, LOLA, the ES shaper, sweeps", ag_cli_shaping},
     {"infusion", "Infusion: edit training images so retraining raises a target", ag_cli_infusion},
     {"influence", "influence functions (EK-FAC): training images behind a prediction",
      ag_cli_influence},

@@ -195,6 +195,8 @@ int ag_cli_sml(int argc, char **argv) {
       {"pretrain", "train the base student from nothing and measure its acc@1", cmd_pretrain},
       {"train", "SML fine-tuning on teacher-student rollouts (offline or GRPO)", ag_cli_sml_train},
       {"e1", "experiment E1: acc@k of the base vs the SML student (report folder)", ag_cli_sml_e1},
+      {"e2", "experiment E2: SML transfer, math -> code/maze/puzzle and code -> math",
+       ag_cli_sml_e2},
   };
   static const ag_cli_area_help area = {
       "sml",

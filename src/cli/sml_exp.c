@@ -1,4 +1,4 @@
-/* `agora sml e1`: the SML experiments. Flag parsing and output only; the
+/* `agora sml e1|e2`: the SML experiments. Flag parsing and output only; the
  * work is in libagora (agora/sml_exp.h). */
 #include "agora/sml_exp.h"
 
@@ -59,7 +59,50 @@ static int print_json(const ag_sml_e1_result *r, const char *out) {
   return 0;
 }
 
-int ag_cli_sml_e1(int argc, char **argv) {
+static const char E2_EPILOG[] =
+    "E2, transfer across domains: the base student as in E1 (pretrained on every family\n"
+    "into OUT/base unless --base names one), then two SML runs from it: on the math\n"
+    "families (arith, algebra) evaluated on code, maze and puzzle (OUT/math-to-others), and\n"
+    "on code evaluated on arith and algebra (OUT/code-to-math). Each compares acc@1..K of\n"
+    "the base and the SML student on the families it was not trained on. The training\n"
+    "flags are those of `agora sml e1` (--families and --eval-families are fixed here).\n\n"
+    "Writes OUT/report.md, OUT/results.json (directions[]: name, train, eval, base.acc_at,\n"
+    "sml.acc_at, families), OUT/transfer.csv, OUT/acc_at.csv and OUT/plot.gp (rendered to\n"
+    "OUT/acc_at.svg when gnuplot is installed). --resume continues a killed experiment.\n"
+    "See docs/sml.md.\n";
+
+static void print_e2(const ag_sml_e2_result *r, const char *out) {
+  printf("sml e2: %s, %.1f s\n", out, r->seconds);
+  for (int i = 0; i < AG_SML_E2_DIRECTIONS; i++) {
+    const ag_sml_e1_result *d = &r->direction[i];
+    int K = d->turns;
+    printf("%-16s (trained on %s) %lld tasks: acc@1 %.3f -> %.3f, acc@%d %.3f -> %.3f\n",
+           r->names[i], r->train[i], (long long)d->base.tasks, d->base.acc_at[0], d->sml.acc_at[0],
+           K, d->base.acc_at[K - 1], d->sml.acc_at[K - 1]);
+  }
+  printf("report: %s/report.md\n", out);
+}
+
+static int print_e2_json(const ag_sml_e2_result *r, const char *out) {
+  json_t *dirs = json_array();
+  for (int i = 0; i < AG_SML_E2_DIRECTIONS; i++) {
+    const ag_sml_e1_result *d = &r->direction[i];
+    json_array_append_new(dirs, json_pack("{s:s, s:s, s:o, s:o, s:I}", "name", r->names[i], "train",
+                                          r->train[i], "base_acc_at", acc_array(&d->base, d->turns),
+                                          "sml_acc_at", acc_array(&d->sml, d->turns), "tasks",
+                                          (json_int_t)d->base.tasks));
+  }
+  json_t *o = json_pack("{s:o, s:f, s:s}", "directions", dirs, "seconds", r->seconds, "out", out);
+  char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  json_decref(o);
+  if (!text) return ag_cli_error("out of memory");
+  printf("%s\n", text);
+  free(text);
+  return 0;
+}
+
+/* e2: E2 (fixed families) instead of E1. */
+static int run_experiment(int argc, char **argv, bool e2) {
   ag_sml_e1_options e = ag_sml_e1_defaults();
   ag_sml_train_cli t;
   ag_common_flags common = {0};
@@ -100,15 +143,19 @@ int ag_cli_sml_e1(int argc, char **argv) {
                          .help = "continue the experiment in --out"};
   ag_flag flags[MAX_FLAGS + AG_COMMON_FLAG_COUNT];
   int n = ag_args_with_common(flags, table, c, &common, true);
-  ag_command cmd = {.name = "sml e1",
-                    .summary = "E1, multi-turn learning: acc@k of the base student vs the SML "
-                               "student on held-out tasks.",
+  ag_command cmd = {.name = e2 ? "sml e2" : "sml e1",
+                    .summary = e2 ? "E2, transfer across domains: SML on math evaluated on the "
+                                    "other families, and on code\nevaluated on math."
+                                  : "E1, multi-turn learning: acc@k of the base student vs the "
+                                    "SML student on held-out tasks.",
                     .flags = flags,
                     .flag_count = n,
-                    .epilog = E1_EPILOG};
+                    .epilog = e2 ? E2_EPILOG : E1_EPILOG};
   ag_args_result ar = ag_args_parse(&cmd, argc, argv, NULL, 0, NULL);
   if (ar == AG_ARGS_HELP) return 0;
   if (ar) return 2;
+  if (e2 && (ag_args_find(&cmd, "families")->seen || ag_args_find(&cmd, "eval-families")->seen))
+    return ag_args_usage_error(&cmd, "E2 fixes the families of its two runs (see --help)");
   if (ag_cli_sml_train_finish(&cmd, &common, &t)) return 2;
   if (e.base && ag_args_find(&cmd, "size")->seen)
     return ag_args_usage_error(&cmd, "--size is for the base student E1 pretrains, not --base");
@@ -116,8 +163,17 @@ int ag_cli_sml_e1(int argc, char **argv) {
   ag_args_apply_common(&common);
   e.train = t.o;
   e.progress = !common.quiet;
+  if (e2) {
+    ag_sml_e2_result r2;
+    if (ag_sml_e2(&e, &r2)) return ag_cli_error("%s", ag_error_message());
+    print_e2(&r2, e.out_dir);
+    return common.json ? print_e2_json(&r2, e.out_dir) : 0;
+  }
   ag_sml_e1_result r;
   if (ag_sml_e1(&e, &r)) return ag_cli_error("%s", ag_error_message());
   print_text(&r, e.out_dir);
   return common.json ? print_json(&r, e.out_dir) : 0;
 }
+
+int ag_cli_sml_e1(int argc, char **argv) { return run_experiment(argc, argv, false); }
+int ag_cli_sml_e2(int argc, char **argv) { return run_experiment(argc, argv, true); }

@@ -357,61 +357,250 @@ static ag_status write_report(const char *dir, const ag_sml_e1_options *o, const
 
 /* ---- E1 ----------------------------------------------------------------------------------- */
 
-ag_status ag_sml_e1(const ag_sml_e1_options *o, ag_sml_e1_result *r) {
-  memset(r, 0, sizeof *r);
-  if (!o || !o->out_dir) return ag_error_set(AG_ERR_INVALID, "sml e1: no report folder");
+/* Checks shared by the experiments, the folder marker, and the base
+ * student (pretrained when needed) into base_dir. */
+static ag_status prepare(const ag_sml_e1_options *o, const char *name, char *base_dir,
+                         bool *pretrained) {
+  if (!o || !o->out_dir) return ag_error_set(AG_ERR_INVALID, "sml %s: no report folder", name);
   if (o->train.eval_tasks < 1)
-    return ag_error_set(AG_ERR_INVALID, "sml e1: needs evaluation tasks (at least 1 per family)");
-  double started = ag_time_seconds();
+    return ag_error_set(AG_ERR_INVALID, "sml %s: needs evaluation tasks (at least 1 per family)",
+                        name);
   const ag_task_family *families[AG_SML_MAX_FAMILIES];
-  ag_status st =
-      ag_sml_parse_families(o->train.families, families, AG_SML_MAX_FAMILIES, &r->family_count);
-  if (st) return ag_error_wrap(st, "sml e1");
-  for (int f = 0; f < r->family_count; f++)
-    snprintf(r->families[f], sizeof r->families[f], "%s", families[f]->name);
-  if (o->size) {
+  int count = 0;
+  ag_status st = ag_sml_parse_families(o->train.families, families, AG_SML_MAX_FAMILIES, &count);
+  if (!st && o->train.eval_families)
+    st = ag_sml_parse_families(o->train.eval_families, families, AG_SML_MAX_FAMILIES, &count);
+  if (!st && o->size) {
     ag_sml_size size;
     st = ag_sml_size_get(o->size, &size);
-    if (st) return ag_error_wrap(st, "sml e1");
   }
-  r->turns = o->train.eval_turns;
-
-  char marker[PATH_BYTES], base_dir[PATH_BYTES], sml_dir[PATH_BYTES], state[PATH_BYTES];
+  if (st) return ag_error_wrap(st, "sml %s", name);
+  char marker[PATH_BYTES];
   st = join(marker, o->out_dir, "experiment.json");
   if (!st && ag_file_exists(marker) && !o->resume)
     st = ag_error_set(AG_ERR_INVALID,
-                      "sml e1: %s already holds an experiment: continue it with --resume, or "
+                      "sml %s: %s already holds an experiment: continue it with --resume, or "
                       "choose another folder",
-                      o->out_dir);
+                      name, o->out_dir);
   if (!st) st = ag_mkdir_p(o->out_dir);
-  if (!st) st = base_student(o, base_dir, &r->pretrained);
+  if (!st) st = base_student(o, base_dir, pretrained);
   if (!st && !ag_file_exists(marker)) {
     json_t *s = settings_json(o, base_dir);
+    if (s) json_object_set_new(s, "experiment", json_string(name));
     st = s ? ag_json_save(marker, s) : ag_error_set(AG_ERR_NOMEM, "out of memory");
     json_decref(s);
   }
-  if (!st) st = join(sml_dir, o->out_dir, "sml");
+  return st;
+}
+
+/* One SML run from base_dir into out_dir/sub, trained on `families` and
+ * evaluated on `eval_families` (NULL: the same), compared task by task. */
+static ag_status compare(const ag_sml_e1_options *o, const char *base_dir, const char *sub,
+                         const char *families, const char *eval_families, ag_sml_e1_result *r) {
+  const ag_task_family *parsed[AG_SML_MAX_FAMILIES];
+  ag_status st = ag_sml_parse_families(eval_families ? eval_families : families, parsed,
+                                       AG_SML_MAX_FAMILIES, &r->family_count);
+  if (st) return st;
+  for (int f = 0; f < r->family_count; f++)
+    snprintf(r->families[f], sizeof r->families[f], "%s", parsed[f]->name);
+  r->turns = o->train.eval_turns;
+  char sml_dir[PATH_BYTES], state[PATH_BYTES];
+  st = join(sml_dir, o->out_dir, sub);
   if (!st) st = join(state, sml_dir, "state.json");
   if (st) return st;
-
   ag_sml_train_options t = o->train;
   t.student = base_dir;
   t.out_dir = sml_dir;
+  t.families = families;
+  t.eval_families = eval_families;
   t.resume = ag_file_exists(state);
   t.progress = o->progress;
   ag_sml_train_result tr;
   st = ag_sml_train(&t, &tr);
-  if (st) return ag_error_wrap(st, "sml e1: the SML run");
+  if (st) return ag_error_wrap(st, "the SML run in %s", sml_dir);
   r->base_question_rate = tr.base_question_rate;
   r->sml_question_rate = tr.trained_question_rate;
+  return analyse(sml_dir, r->turns, r);
+}
 
-  st = analyse(sml_dir, r->turns, r);
+ag_status ag_sml_e1(const ag_sml_e1_options *o, ag_sml_e1_result *r) {
+  memset(r, 0, sizeof *r);
+  double started = ag_time_seconds();
+  char base_dir[PATH_BYTES];
+  ag_status st = prepare(o, "e1", base_dir, &r->pretrained);
+  if (!st) st = compare(o, base_dir, "sml", o->train.families, o->train.eval_families, r);
+  if (st) return ag_error_wrap(st, "sml e1");
   r->seconds = ag_time_seconds() - started;
-  if (!st) st = write_results(o->out_dir, o, base_dir, r);
+  st = write_results(o->out_dir, o, base_dir, r);
   if (!st) st = write_acc_csv(o->out_dir, r);
   if (!st) st = write_families_csv(o->out_dir, r);
   if (!st) st = write_plot(o->out_dir, r);
   if (!st) st = write_report(o->out_dir, o, base_dir, r);
+  if (!st) ag_plot_render(o->out_dir, "plot.gp");
+  return st;
+}
+
+/* ---- E2 ----------------------------------------------------------------------------------- */
+
+static const struct {
+  const char *name, *train, *eval;
+} E2_DIRECTIONS[AG_SML_E2_DIRECTIONS] = {
+    {"math-to-others", "arith,algebra", "code,maze,puzzle"},
+    {"code-to-math", "code", "arith,algebra"},
+};
+
+static json_t *comparison_json(const ag_sml_e1_result *d) {
+  json_t *families = json_object();
+  for (int f = 0; f < d->family_count; f++)
+    json_object_set_new(families, d->families[f],
+                        json_pack("{s:o, s:o}", "base", acc_json(&d->base_family[f], d->turns),
+                                  "sml", acc_json(&d->sml_family[f], d->turns)));
+  return json_pack("{s:o, s:o, s:{s:o, s:o}, s:o}", "base", acc_json(&d->base, d->turns), "sml",
+                   acc_json(&d->sml, d->turns), "base_fails_at_1", "base",
+                   acc_json(&d->base_hard, d->turns), "sml", acc_json(&d->sml_hard, d->turns),
+                   "families", families);
+}
+
+static ag_status e2_write(const ag_sml_e1_options *o, const char *base_dir,
+                          const ag_sml_e2_result *r) {
+  char path[PATH_BYTES];
+  int K = o->train.eval_turns;
+  json_t *dirs = json_array();
+  for (int i = 0; i < AG_SML_E2_DIRECTIONS; i++) {
+    json_t *d = comparison_json(&r->direction[i]);
+    json_object_set_new(d, "name", json_string(E2_DIRECTIONS[i].name));
+    json_object_set_new(d, "train", json_string(E2_DIRECTIONS[i].train));
+    json_object_set_new(d, "eval", json_string(E2_DIRECTIONS[i].eval));
+    json_array_append_new(dirs, d);
+  }
+  json_t *v = json_pack("{s:s, s:o, s:i, s:o, s:f}", "experiment", "e2", "directions", dirs,
+                        "turns", K, "settings", settings_json(o, base_dir), "seconds", r->seconds);
+  ag_status st =
+      v ? join(path, o->out_dir, "results.json") : ag_error_set(AG_ERR_NOMEM, "out of memory");
+  if (!st) st = ag_json_save(path, v);
+  json_decref(v);
+
+  ag_atomic_file *af = NULL;
+  if (!st) st = join(path, o->out_dir, "transfer.csv");
+  if (!st) st = ag_atomic_open(path, &af);
+  if (!st) {
+    FILE *f = ag_atomic_stream(af);
+    fprintf(f, "direction,family,tasks,base_acc_at_1,base_acc_at_%d,sml_acc_at_1,sml_acc_at_%d\n",
+            K, K);
+    for (int i = 0; i < AG_SML_E2_DIRECTIONS; i++) {
+      const ag_sml_e1_result *d = &r->direction[i];
+      for (int k = 0; k < d->family_count; k++)
+        fprintf(f, "%s,%s,%lld,%.6f,%.6f,%.6f,%.6f\n", E2_DIRECTIONS[i].name, d->families[k],
+                (long long)d->base_family[k].tasks, d->base_family[k].acc_at[0],
+                d->base_family[k].acc_at[K - 1], d->sml_family[k].acc_at[0],
+                d->sml_family[k].acc_at[K - 1]);
+    }
+    st = ag_atomic_commit(af);
+  }
+  if (!st) st = join(path, o->out_dir, "acc_at.csv");
+  if (!st) st = ag_atomic_open(path, &af);
+  if (!st) {
+    FILE *f = ag_atomic_stream(af);
+    fprintf(f, "k,%s_base,%s_sml,%s_base,%s_sml\n", E2_DIRECTIONS[0].name, E2_DIRECTIONS[0].name,
+            E2_DIRECTIONS[1].name, E2_DIRECTIONS[1].name);
+    for (int k = 0; k < K; k++)
+      fprintf(f, "%d,%.6f,%.6f,%.6f,%.6f\n", k + 1, r->direction[0].base.acc_at[k],
+              r->direction[0].sml.acc_at[k], r->direction[1].base.acc_at[k],
+              r->direction[1].sml.acc_at[k]);
+    st = ag_atomic_commit(af);
+  }
+  if (!st) st = join(path, o->out_dir, "plot.gp");
+  if (!st) st = ag_atomic_open(path, &af);
+  if (!st) {
+    FILE *f = ag_atomic_stream(af);
+    fprintf(f,
+            "# Renders acc_at.svg from acc_at.csv: gnuplot plot.gp\n"
+            "set terminal svg size 900,420 dynamic font 'Helvetica,12'\n"
+            "set output 'acc_at.svg'\n"
+            "set datafile separator ','\n"
+            "set key top left\n"
+            "set grid\n"
+            "set xlabel 'k (student turns)'\n"
+            "set ylabel 'acc@k on the other domain'\n"
+            "set xrange [0.5:%d.5]\n"
+            "set yrange [0:*]\n"
+            "set multiplot layout 1,2 title 'E2: transfer of SML across domains'\n"
+            "set title 'trained on %s, evaluated on %s'\n"
+            "plot 'acc_at.csv' skip 1 using 1:2 with linespoints lw 2 title 'base', \\\n"
+            "     '' skip 1 using 1:3 with linespoints lw 2 title 'SML'\n"
+            "set title 'trained on %s, evaluated on %s'\n"
+            "plot 'acc_at.csv' skip 1 using 1:4 with linespoints lw 2 title 'base', \\\n"
+            "     '' skip 1 using 1:5 with linespoints lw 2 title 'SML'\n"
+            "unset multiplot\n",
+            K, E2_DIRECTIONS[0].train, E2_DIRECTIONS[0].eval, E2_DIRECTIONS[1].train,
+            E2_DIRECTIONS[1].eval);
+    st = ag_atomic_commit(af);
+  }
+  if (!st) st = join(path, o->out_dir, "report.md");
+  if (!st) st = ag_atomic_open(path, &af);
+  if (st) return st;
+  FILE *f = ag_atomic_stream(af);
+  const ag_sml_train_options *t = &o->train;
+  fprintf(f,
+          "# E2: transfer across domains\n\n"
+          "Claim (PAPERS.md §1-2): the skill of learning from feedback that SML trains transfers\n"
+          "across domains (math <-> code; math to coding, puzzles and maze navigation).\n\n"
+          "Setup: base student `%s`; two SML runs from it (%s, %d round(s) of %lld dialogues,\n"
+          "up to %d student turns, training phrasings), each evaluated only on families it was\n"
+          "not trained on: %lld held-out tasks per family, level %d, held-out teacher phrasings,\n"
+          "greedy replies, up to %d student turns.\n\n",
+          base_dir, t->mode == AG_SML_GRPO ? "GRPO" : "offline", t->rounds,
+          (long long)t->tasks_per_round, t->train_turns, (long long)t->eval_tasks, t->level, K);
+  fprintf(f,
+          "| direction | family | tasks | base acc@1 | base acc@%d | SML acc@1 | SML acc@%d |\n"
+          "|---|---|---|---|---|---|---|\n",
+          K, K);
+  char a[16], b[16], c[16], d[16];
+  for (int i = 0; i < AG_SML_E2_DIRECTIONS; i++) {
+    const ag_sml_e1_result *x = &r->direction[i];
+    for (int k = 0; k <= x->family_count; k++) {
+      const ag_sml_acc *ba = k < x->family_count ? &x->base_family[k] : &x->base;
+      const ag_sml_acc *sa = k < x->family_count ? &x->sml_family[k] : &x->sml;
+      fmt_acc(a, sizeof a, ba->acc_at[0]);
+      fmt_acc(b, sizeof b, ba->acc_at[K - 1]);
+      fmt_acc(c, sizeof c, sa->acc_at[0]);
+      fmt_acc(d, sizeof d, sa->acc_at[K - 1]);
+      fprintf(f, "| %s | %s | %lld | %s | %s | %s | %s |\n", E2_DIRECTIONS[i].name,
+              k < x->family_count ? x->families[k] : "**all**", (long long)ba->tasks, a, b, c, d);
+    }
+  }
+  fprintf(f, "\nVerdict at this scale (acc@%d on the families not trained on):\n\n", K);
+  for (int i = 0; i < AG_SML_E2_DIRECTIONS; i++) {
+    const ag_sml_e1_result *x = &r->direction[i];
+    int64_t nb = (int64_t)llround(x->base.acc_at[K - 1] * (double)x->base.tasks);
+    int64_t ns = (int64_t)llround(x->sml.acc_at[K - 1] * (double)x->sml.tasks);
+    fprintf(f, "- %s: the SML student solves %lld of %lld tasks, the base student %lld: %s.\n",
+            E2_DIRECTIONS[i].name, (long long)ns, (long long)x->base.tasks, (long long)nb,
+            ns > nb   ? "transfer in this direction"
+            : ns < nb ? "worse than the base student (no transfer here)"
+                      : "no difference (no transfer here)");
+  }
+  fprintf(f, "\nFiles: results.json, transfer.csv, acc_at.csv, plot.gp -> acc_at.svg; each run's\n"
+             "dialogues in <direction>/eval/base and <direction>/eval/final.\n");
+  return ag_atomic_commit(af);
+}
+
+ag_status ag_sml_e2(const ag_sml_e1_options *o, ag_sml_e2_result *r) {
+  memset(r, 0, sizeof *r);
+  double started = ag_time_seconds();
+  char base_dir[PATH_BYTES];
+  ag_status st = prepare(o, "e2", base_dir, &r->pretrained);
+  for (int i = 0; i < AG_SML_E2_DIRECTIONS && !st; i++) {
+    r->names[i] = E2_DIRECTIONS[i].name;
+    r->train[i] = E2_DIRECTIONS[i].train;
+    ag_info("sml e2: %s (SML on %s, evaluated on %s)", E2_DIRECTIONS[i].name,
+            E2_DIRECTIONS[i].train, E2_DIRECTIONS[i].eval);
+    st = compare(o, base_dir, E2_DIRECTIONS[i].name, E2_DIRECTIONS[i].train, E2_DIRECTIONS[i].eval,
+                 &r->direction[i]);
+  }
+  if (st) return ag_error_wrap(st, "sml e2");
+  r->seconds = ag_time_seconds() - started;
+  st = e2_write(o, base_dir, r);
   if (!st) ag_plot_render(o->out_dir, "plot.gp");
   return st;
 }

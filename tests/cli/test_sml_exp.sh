@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# `agora sml e1`: a tiny experiment from nothing pretrains a base student,
+# `agora sml e1` and `e2`: a tiny experiment from nothing pretrains a base student,
 # runs SML, and writes the report folder (report.md, results.json with
 # base.acc_at and sml.acc_at, the CSVs, plot.gp); the counts agree with the
 # evaluation dialogues; a second fresh run refuses the folder, --resume
 # reproduces the results, and bad flags are usage errors before any work.
-# Usage: test_sml_e1.sh path/to/agora   (run from the repository root)
+# E2 from that base student evaluates each direction on the other families.
+# Usage: test_sml_exp.sh path/to/agora   (run from the repository root)
 set -u
-AGORA=${1:?usage: test_sml_e1.sh path/to/agora}
+AGORA=${1:?usage: test_sml_exp.sh path/to/agora}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/agora-cli-e1-XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 passed=0
@@ -71,6 +72,25 @@ status "--resume of the finished experiment" 0 "${E1[@]}" --out "$TMP/e1" --resu
 if $PY -c 'import json,sys; a=json.load(open(sys.argv[1])); b=json.load(open(sys.argv[2])); sys.exit(0 if (a["base"], a["sml"]) == (b["base"], b["sml"]) else 1)' "$TMP/first.json" "$TMP/e1/results.json"; then
   pass "... gives the same results"
 else fail "... gives the same results"; fi
+
+# ---- E2 from the same base student ---------------------------------------------------------------
+status "a tiny E2 from a given base student" 0 sml e2 --base "$TMP/e1/base" --out "$TMP/e2" \
+  --rounds 1 --tasks-per-round 2 --eval-tasks 1 --eval-turns 2 --seed 2 --quiet
+if $PY -c '
+import json, sys
+r = json.load(open(sys.argv[1] + "/results.json"))
+d = {x["name"]: x for x in r["directions"]}
+ok = (set(d) == {"math-to-others", "code-to-math"}
+      and set(d["math-to-others"]["families"]) == {"code", "maze", "puzzle"}
+      and set(d["code-to-math"]["families"]) == {"arith", "algebra"}
+      and d["math-to-others"]["base"]["tasks"] == 3 and len(d["code-to-math"]["sml"]["acc_at"]) == 2)
+sys.exit(0 if ok else 1)' "$TMP/e2"; then
+  pass "E2: each direction evaluated on the families it did not train on"
+else fail "E2: each direction evaluated on the families it did not train on"; fi
+if [ -f "$TMP/e2/transfer.csv" ] && [ -f "$TMP/e2/report.md" ] && [ ! -e "$TMP/e2/base" ]; then
+  pass "E2: transfer.csv and report.md, no second base student"
+else fail "E2: transfer.csv and report.md, no second base student"; fi
+status "E2 refuses --families" 2 sml e2 --base "$TMP/e1/base" --out "$TMP/bad" --families code
 
 status "an unknown family" 2 sml e1 --out "$TMP/bad" --families arith,bogus
 status "--size with --base" 2 sml e1 --out "$TMP/bad" --base "$TMP/e1/base" --size tiny

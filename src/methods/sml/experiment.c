@@ -266,7 +266,7 @@ static ag_status write_plot(const char *dir, const ag_sml_e1_result *r) {
   FILE *f = ag_atomic_stream(af);
   fprintf(f,
           "# Renders acc_at.svg from acc_at.csv: gnuplot plot.gp\n"
-          "set terminal svg size 900,420 dynamic font 'Helvetica,12'\n"
+          "set terminal svg size 900,420 dynamic noenhanced font 'Helvetica,12'\n"
           "set output 'acc_at.svg'\n"
           "set datafile separator ','\n"
           "set key top left\n"
@@ -515,7 +515,7 @@ static ag_status e2_write(const ag_sml_e1_options *o, const char *base_dir,
     FILE *f = ag_atomic_stream(af);
     fprintf(f,
             "# Renders acc_at.svg from acc_at.csv: gnuplot plot.gp\n"
-            "set terminal svg size 900,420 dynamic font 'Helvetica,12'\n"
+            "set terminal svg size 900,420 dynamic noenhanced font 'Helvetica,12'\n"
             "set output 'acc_at.svg'\n"
             "set datafile separator ','\n"
             "set key top left\n"

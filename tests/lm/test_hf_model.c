@@ -559,6 +559,43 @@ static bool numpy_reference(float *logits, int64_t count, int32_t *greedy) {
   return ok;
 }
 
+/* A Llama that agora saved (grouped-query attention, untied head, norms away
+ * from 1) read by the reference forward above, which follows transformers'
+ * names, layouts and config keys: its logits are agora's. */
+TEST(a_saved_llama_runs_in_the_reference_forward) {
+  ag_transformer *m = small_model(AG_ARCH_LLAMA, false, false);
+  CHECK(m != NULL);
+  if (!m) return;
+  const char *dir = fresh_dir("llama-for-numpy");
+  CHECK_OK(ag_hf_save(dir, m, NULL, AG_DTYPE_F32));
+  char script[600], out[600], cmd[2048], path[700];
+  snprintf(script, sizeof script, "%s/numpy_llama_saved.py", test_tmpdir());
+  snprintf(out, sizeof out, "%s/numpy-out", test_tmpdir());
+  mkdir(out, 0755);
+  write_text(script, NUMPY_LLAMA);
+  snprintf(cmd, sizeof cmd,
+           "OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 /usr/bin/python3 '%s' '%s' '%s' "
+           "%d,%d,%d,%d,%d 0",
+           script, dir, out, probe_ids[0], probe_ids[1], probe_ids[2], probe_ids[3], probe_ids[4]);
+  CHECK_MSG(system(cmd) == 0, "%s", cmd);
+  int64_t V = ag_transformer_config_of(m)->vocab_size;
+  float want[PROBE_T * 37];
+  CHECK(V == 37);
+  snprintf(path, sizeof path, "%s/logits.bin", out);
+  FILE *f = fopen(path, "rb");
+  CHECK(f && fread(want, sizeof(float), (size_t)(PROBE_T * V), f) == (size_t)(PROBE_T * V));
+  if (f) fclose(f);
+  ag_tape *t = ag_tape_create();
+  ag_tape_set_grad_enabled(t, false);
+  ag_tensor *y = ag_transformer_forward(t, m, probe_ids, 1, PROBE_T);
+  CHECK(y != NULL);
+  double d = 0;
+  for (int64_t i = 0; y && i < PROBE_T * V; i++) d = fmax(d, fabs(y->data[i] - want[i]));
+  CHECK_MSG(d < 1e-4, "the saved model's logits differ from the reference's by %g", d);
+  ag_tape_destroy(t);
+  ag_transformer_destroy(m);
+}
+
 TEST(stories260k_logits_match_numpy) {
   if (!stories_present()) return;
   static float want[STORIES_T * 512];
@@ -648,6 +685,7 @@ int main(void) {
   RUN(sharded_f16_checkpoint_loads);
   RUN(malformed_folders_fail_with_clear_errors);
   RUN(configs_of_real_families_parse);
+  RUN(a_saved_llama_runs_in_the_reference_forward);
   RUN(stories260k_logits_match_numpy);
   RUN(stories260k_greedy_decoding_matches_numpy_and_llama2c);
   TEST_MAIN_END();

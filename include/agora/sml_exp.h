@@ -8,6 +8,9 @@
  *   E2 transfer across domains: the same comparison for SML trained on the
  *   math families (arith, algebra) and evaluated on code, maze and puzzle,
  *   and trained on code and evaluated on the math families.
+ *   E3 underspecified tasks: the base student, the SML student and the SML
+ *   student with question priming on sharded held-out tasks (the problem
+ *   revealed a piece a turn): premature-answer rate, question rate, acc@k.
  *
  *   ag_sml_e1_options o = ag_sml_e1_defaults();
  *   o.out_dir = "runs/e1";
@@ -82,6 +85,34 @@ typedef struct ag_sml_e2_result {
  * OUT/report.md, results.json (directions[]: name, train, eval, base and
  * sml acc@k and per family), transfer.csv, acc_at.csv and plot.gp. */
 ag_status ag_sml_e2(const ag_sml_e1_options *o, ag_sml_e2_result *r);
+
+/* E3: one student on the sharded tasks. */
+#define AG_SML_E3_STUDENTS 3
+typedef struct ag_sml_e3_student {
+  const char *name;      /* "base", "sml", "sml-qp" */
+  ag_sml_acc acc;        /* acc@1..K over every family's tasks */
+  double premature_rate; /* premature attempts / attempts */
+  double question_rate;  /* student turns that are not attempts / student turns */
+  int64_t attempts, premature, student_turns, questions;
+} ag_sml_e3_student;
+
+typedef struct ag_sml_e3_result {
+  int turns;
+  int family_count;
+  char families[AG_SML_MAX_FAMILIES][16];
+  ag_sml_e3_student students[AG_SML_E3_STUDENTS];
+  bool pretrained;
+  double seconds;
+} ag_sml_e3_result;
+
+/* E3 with E1's options: the base student as in E1; two SML runs from it on
+ * fully specified tasks, OUT/sml (plain) and OUT/sml-qp (question priming
+ * first), without their own evaluation; then each of the three students on
+ * the same sharded held-out tasks (OUT/eval/<student>/<family>/), and
+ * OUT/report.md, results.json (students: acc_at, premature_answer_rate,
+ * question_rate, counts), e3.csv, acc_at.csv and plot.gp. LoRA runs are
+ * refused (E3 evaluates the fine-tuned model folders). */
+ag_status ag_sml_e3(const ag_sml_e1_options *o, ag_sml_e3_result *r);
 
 /* acc@1..K over rollouts (a task solved at student turn t counts for every
  * k >= t); select (NULL: all) picks which. */

@@ -197,6 +197,8 @@ int ag_cli_sml(int argc, char **argv) {
       {"e1", "experiment E1: acc@k of the base vs the SML student (report folder)", ag_cli_sml_e1},
       {"e2", "experiment E2: SML transfer, math -> code/maze/puzzle and code -> math",
        ag_cli_sml_e2},
+      {"e3", "experiment E3: premature answers and questions on underspecified tasks",
+       ag_cli_sml_e3},
   };
   static const ag_cli_area_help area = {
       "sml",

@@ -101,8 +101,51 @@ static int print_e2_json(const ag_sml_e2_result *r, const char *out) {
   return 0;
 }
 
-/* e2: E2 (fixed families) instead of E1. */
-static int run_experiment(int argc, char **argv, bool e2) {
+static const char E3_EPILOG[] =
+    "E3, underspecified tasks: the base student as in E1, then two SML runs from it on fully\n"
+    "specified tasks (OUT/sml, and OUT/sml-qp with a question-priming stage first; see\n"
+    "--priming-decay, --priming-tasks), then all three students on the same sharded\n"
+    "held-out tasks, where the teacher states the goal and reveals one more piece of the\n"
+    "problem a turn: premature-answer rate, question rate and acc@1..K. The training flags\n"
+    "are those of `agora sml e1` (--q-priming is implied for the second run).\n\n"
+    "Writes OUT/report.md, OUT/results.json (students: base, sml, sml-qp, each with acc_at,\n"
+    "premature_answer_rate, question_rate and counts), OUT/e3.csv, OUT/acc_at.csv and\n"
+    "OUT/plot.gp (rendered to OUT/acc_at.svg). --resume continues a killed experiment.\n"
+    "See docs/sml.md.\n";
+
+static void print_e3(const ag_sml_e3_result *r, const char *out) {
+  printf("sml e3: %s, %lld sharded held-out tasks, %.1f s\n", out,
+         (long long)r->students[0].acc.tasks, r->seconds);
+  printf("%-8s %8s %8s %10s %10s\n", "student", "acc@1", "acc@K", "premature", "questions");
+  for (int i = 0; i < AG_SML_E3_STUDENTS; i++) {
+    const ag_sml_e3_student *s = &r->students[i];
+    printf("%-8s %8.3f %8.3f %10.3f %10.3f\n", s->name, s->acc.acc_at[0],
+           s->acc.acc_at[r->turns - 1], s->premature_rate, s->question_rate);
+  }
+  printf("report: %s/report.md\n", out);
+}
+
+static int print_e3_json(const ag_sml_e3_result *r, const char *out) {
+  json_t *students = json_object();
+  for (int i = 0; i < AG_SML_E3_STUDENTS; i++) {
+    const ag_sml_e3_student *s = &r->students[i];
+    json_object_set_new(students, s->name,
+                        json_pack("{s:o, s:f, s:f, s:I}", "acc_at", acc_array(&s->acc, r->turns),
+                                  "premature_answer_rate", s->premature_rate, "question_rate",
+                                  s->question_rate, "tasks", (json_int_t)s->acc.tasks));
+  }
+  json_t *o = json_pack("{s:o, s:f, s:s}", "students", students, "seconds", r->seconds, "out", out);
+  char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  json_decref(o);
+  if (!text) return ag_cli_error("out of memory");
+  printf("%s\n", text);
+  free(text);
+  return 0;
+}
+
+/* which: 1, 2 or 3 (E2 fixes its families). */
+static int run_experiment(int argc, char **argv, int which) {
+  bool e2 = which == 2;
   ag_sml_e1_options e = ag_sml_e1_defaults();
   ag_sml_train_cli t;
   ag_common_flags common = {0};
@@ -143,14 +186,20 @@ static int run_experiment(int argc, char **argv, bool e2) {
                          .help = "continue the experiment in --out"};
   ag_flag flags[MAX_FLAGS + AG_COMMON_FLAG_COUNT];
   int n = ag_args_with_common(flags, table, c, &common, true);
-  ag_command cmd = {.name = e2 ? "sml e2" : "sml e1",
-                    .summary = e2 ? "E2, transfer across domains: SML on math evaluated on the "
-                                    "other families, and on code\nevaluated on math."
-                                  : "E1, multi-turn learning: acc@k of the base student vs the "
-                                    "SML student on held-out tasks.",
+  static const char *const names[] = {"", "sml e1", "sml e2", "sml e3"};
+  static const char *const summaries[] = {
+      "",
+      "E1, multi-turn learning: acc@k of the base student vs the SML student on held-out tasks.",
+      "E2, transfer across domains: SML on math evaluated on the other families, and on code\n"
+      "evaluated on math.",
+      "E3, underspecified tasks: premature answers, questions and acc@k of the base, SML and\n"
+      "SML + question-priming students on sharded held-out tasks."};
+  const char *epilogs[] = {"", E1_EPILOG, E2_EPILOG, E3_EPILOG};
+  ag_command cmd = {.name = names[which],
+                    .summary = summaries[which],
                     .flags = flags,
                     .flag_count = n,
-                    .epilog = e2 ? E2_EPILOG : E1_EPILOG};
+                    .epilog = epilogs[which]};
   ag_args_result ar = ag_args_parse(&cmd, argc, argv, NULL, 0, NULL);
   if (ar == AG_ARGS_HELP) return 0;
   if (ar) return 2;
@@ -163,6 +212,14 @@ static int run_experiment(int argc, char **argv, bool e2) {
   ag_args_apply_common(&common);
   e.train = t.o;
   e.progress = !common.quiet;
+  if (which == 3) {
+    if (t.o.lora.rank > 0)
+      return ag_args_usage_error(&cmd, "E3 evaluates fine-tuned model folders: no --lora-rank");
+    ag_sml_e3_result r3;
+    if (ag_sml_e3(&e, &r3)) return ag_cli_error("%s", ag_error_message());
+    print_e3(&r3, e.out_dir);
+    return common.json ? print_e3_json(&r3, e.out_dir) : 0;
+  }
   if (e2) {
     ag_sml_e2_result r2;
     if (ag_sml_e2(&e, &r2)) return ag_cli_error("%s", ag_error_message());
@@ -175,5 +232,6 @@ static int run_experiment(int argc, char **argv, bool e2) {
   return common.json ? print_json(&r, e.out_dir) : 0;
 }
 
-int ag_cli_sml_e1(int argc, char **argv) { return run_experiment(argc, argv, false); }
-int ag_cli_sml_e2(int argc, char **argv) { return run_experiment(argc, argv, true); }
+int ag_cli_sml_e1(int argc, char **argv) { return run_experiment(argc, argv, 1); }
+int ag_cli_sml_e2(int argc, char **argv) { return run_experiment(argc, argv, 2); }
+int ag_cli_sml_e3(int argc, char **argv) { return run_experiment(argc, argv, 3); }

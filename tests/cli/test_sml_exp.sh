@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# `agora sml e1` and `e2`: a tiny experiment from nothing pretrains a base student,
+# `agora sml e1`, `e2` and `e3`: a tiny experiment from nothing pretrains a base student,
 # runs SML, and writes the report folder (report.md, results.json with
 # base.acc_at and sml.acc_at, the CSVs, plot.gp); the counts agree with the
 # evaluation dialogues; a second fresh run refuses the folder, --resume
 # reproduces the results, and bad flags are usage errors before any work.
-# E2 from that base student evaluates each direction on the other families.
+# E2 from that base student evaluates each direction on the other families;
+# E3 evaluates the base, SML and SML + priming students on sharded tasks.
 # Usage: test_sml_exp.sh path/to/agora   (run from the repository root)
 set -u
 AGORA=${1:?usage: test_sml_exp.sh path/to/agora}
@@ -91,6 +92,26 @@ if [ -f "$TMP/e2/transfer.csv" ] && [ -f "$TMP/e2/report.md" ] && [ ! -e "$TMP/e
   pass "E2: transfer.csv and report.md, no second base student"
 else fail "E2: transfer.csv and report.md, no second base student"; fi
 status "E2 refuses --families" 2 sml e2 --base "$TMP/e1/base" --out "$TMP/bad" --families code
+
+# ---- E3 from the same base student ---------------------------------------------------------------
+status "a tiny E3 from a given base student" 0 sml e3 --base "$TMP/e1/base" --out "$TMP/e3" \
+  --families arith,maze --rounds 1 --tasks-per-round 2 --eval-tasks 2 --eval-turns 3 --seed 2 --quiet
+if $PY -c '
+import json, os, sys
+d = sys.argv[1]
+r = json.load(open(d + "/results.json"))
+s = r["students"]
+ok = (set(s) == {"base", "sml", "sml-qp"} and r["tasks"] == 4
+      and all(len(s[k]["acc_at"]) == 3 and 0 <= s[k]["premature_answer_rate"] <= 1
+              and 0 <= s[k]["question_rate"] <= 1 for k in s)
+      and os.path.exists(d + "/sml-qp/model.safetensors"))
+# the dialogues are sharded: the teacher opens with the goal, not the whole problem
+for l in open(d + "/eval/base/arith/transcripts.jsonl"):
+    ok = ok and json.loads(l)["meta"]["sharded"]
+sys.exit(0 if ok else 1)' "$TMP/e3"; then
+  pass "E3: three students on sharded tasks with premature and question rates"
+else fail "E3: three students on sharded tasks with premature and question rates"; fi
+status "E3 refuses --lora-rank" 2 sml e3 --base "$TMP/e1/base" --out "$TMP/bad" --lora-rank 4
 
 status "an unknown family" 2 sml e1 --out "$TMP/bad" --families arith,bogus
 status "--size with --base" 2 sml e1 --out "$TMP/bad" --base "$TMP/e1/base" --size tiny

@@ -7,8 +7,11 @@
  *   OUT/base/             the base student, when E1 pretrains it
  *   OUT/sml/              the SML run (eval/base and eval/final hold the dialogues)
  *   OUT/report.md, results.json, acc_at.csv, families.csv, plot.gp, acc_at.svg */
+#include "agora/chat_model.h"
+#include "agora/dialogue.h"
 #include "agora/json.h"
 #include "agora/sml_exp.h"
+#include "agora/task.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -601,6 +604,258 @@ ag_status ag_sml_e2(const ag_sml_e1_options *o, ag_sml_e2_result *r) {
   if (st) return ag_error_wrap(st, "sml e2");
   r->seconds = ag_time_seconds() - started;
   st = e2_write(o, base_dir, r);
+  if (!st) ag_plot_render(o->out_dir, "plot.gp");
+  return st;
+}
+
+/* ---- E3 ----------------------------------------------------------------------------------- */
+
+#define E3_BATCH 32 /* dialogues decoded together */
+
+/* One student (a model folder) on every family's sharded held-out tasks. */
+static ag_status e3_evaluate(const ag_sml_e1_options *o, const char *model_dir, const char *name,
+                             ag_sml_e3_result *r, ag_sml_e3_student *s) {
+  ag_chat_model *chat = NULL;
+  ag_chat_model_options co = ag_chat_model_defaults();
+  co.max_batch = E3_BATCH;
+  co.truncate = true; /* long dialogues keep their latest turns, as in sml train */
+  ag_status st = ag_chat_model_open(model_dir, &co, &chat);
+  if (st) return ag_error_wrap(st, "sml e3: opening %s", model_dir);
+  int K = o->train.eval_turns;
+  int64_t n = o->train.eval_tasks, solved[AG_SML_TRAIN_MAX_TURNS] = {0};
+  s->name = name;
+  for (int f = 0; f < r->family_count && !st; f++) {
+    const ag_task_family *fam = NULL;
+    st = ag_task_family_get(r->families[f], &fam);
+    int level = o->train.level > 0
+                    ? (o->train.level < fam->max_level ? o->train.level : fam->max_level)
+                    : fam->default_level;
+    ag_task *tasks = st ? NULL : calloc((size_t)n, sizeof *tasks);
+    if (!st && !tasks) st = ag_error_set(AG_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; i < n && !st; i++)
+      st = ag_task_generate(fam->name, level, AG_SML_EVAL_SEED, i, true, &tasks[i]);
+    char dir[PATH_BYTES], sub[PATH_BYTES];
+    snprintf(sub, sizeof sub, "eval/%s/%s", name, fam->name);
+    if (!st) st = join(dir, o->out_dir, sub);
+    ag_teach_metrics m;
+    memset(&m, 0, sizeof m);
+    if (!st) {
+      ag_teach_options t = ag_teach_defaults();
+      t.student = chat;
+      t.teacher.phrasing = AG_PHRASING_HELDOUT;
+      t.student_params.sampling.temperature = o->train.eval_temperature;
+      t.student_params.seed = AG_SML_EVAL_SEED;
+      t.student_params.max_tokens = o->train.max_tokens;
+      t.system_prompt = o->train.system_prompt ? o->train.system_prompt : ag_sml_system_prompt();
+      t.turns = K;
+      t.sharded = true;
+      t.out_dir = dir;
+      t.resume = true; /* a killed experiment continues its dialogues */
+      t.batch = E3_BATCH;
+      t.seed = AG_SML_EVAL_SEED;
+      st = ag_teach_eval(&t, tasks, n, &m, NULL);
+    }
+    if (!st) {
+      for (int k = 0; k < K; k++) solved[k] += (int64_t)llround(m.acc_at[k] * (double)m.n);
+      s->acc.tasks += m.n;
+      s->attempts += m.attempts;
+      s->premature += (int64_t)llround(m.premature_answer_rate * (double)m.attempts);
+      s->student_turns += m.student_turns;
+      s->questions += (int64_t)llround(m.question_rate * (double)m.student_turns);
+    }
+    ag_teach_metrics_clear(&m);
+    for (int64_t i = 0; tasks && i < n; i++) ag_task_clear(&tasks[i]);
+    free(tasks);
+  }
+  ag_chat_model_close(chat);
+  if (st) return ag_error_wrap(st, "sml e3: evaluating %s", name);
+  for (int k = 0; k < K; k++)
+    s->acc.acc_at[k] = s->acc.tasks ? (double)solved[k] / (double)s->acc.tasks : NAN;
+  s->premature_rate = s->attempts ? (double)s->premature / (double)s->attempts : 0;
+  s->question_rate = s->student_turns ? (double)s->questions / (double)s->student_turns : 0;
+  return AG_OK;
+}
+
+static ag_status e3_write(const ag_sml_e1_options *o, const char *base_dir,
+                          const ag_sml_e3_result *r) {
+  char path[PATH_BYTES];
+  int K = r->turns;
+  json_t *students = json_object();
+  for (int i = 0; i < AG_SML_E3_STUDENTS; i++) {
+    const ag_sml_e3_student *s = &r->students[i];
+    json_t *v = acc_json(&s->acc, K);
+    json_object_set_new(v, "premature_answer_rate", json_real(s->premature_rate));
+    json_object_set_new(v, "question_rate", json_real(s->question_rate));
+    json_object_set_new(v, "attempts", json_integer(s->attempts));
+    json_object_set_new(v, "premature", json_integer(s->premature));
+    json_object_set_new(v, "student_turns", json_integer(s->student_turns));
+    json_object_set_new(v, "questions", json_integer(s->questions));
+    json_object_set_new(students, s->name, v);
+  }
+  json_t *fams = json_array();
+  for (int f = 0; f < r->family_count; f++)
+    json_array_append_new(fams, json_string(r->families[f]));
+  json_t *v =
+      json_pack("{s:s, s:o, s:o, s:i, s:I, s:o, s:f}", "experiment", "e3", "students", students,
+                "families", fams, "turns", K, "tasks", (json_int_t)r->students[0].acc.tasks,
+                "settings", settings_json(o, base_dir), "seconds", r->seconds);
+  ag_status st =
+      v ? join(path, o->out_dir, "results.json") : ag_error_set(AG_ERR_NOMEM, "out of memory");
+  if (!st) st = ag_json_save(path, v);
+  json_decref(v);
+
+  ag_atomic_file *af = NULL;
+  if (!st) st = join(path, o->out_dir, "e3.csv");
+  if (!st) st = ag_atomic_open(path, &af);
+  if (!st) {
+    FILE *f = ag_atomic_stream(af);
+    fprintf(f,
+            "student,tasks,acc_at_1,acc_at_%d,premature_answer_rate,question_rate,attempts,"
+            "student_turns\n",
+            K);
+    for (int i = 0; i < AG_SML_E3_STUDENTS; i++) {
+      const ag_sml_e3_student *s = &r->students[i];
+      fprintf(f, "%s,%lld,%.6f,%.6f,%.6f,%.6f,%lld,%lld\n", s->name, (long long)s->acc.tasks,
+              s->acc.acc_at[0], s->acc.acc_at[K - 1], s->premature_rate, s->question_rate,
+              (long long)s->attempts, (long long)s->student_turns);
+    }
+    st = ag_atomic_commit(af);
+  }
+  if (!st) st = join(path, o->out_dir, "acc_at.csv");
+  if (!st) st = ag_atomic_open(path, &af);
+  if (!st) {
+    FILE *f = ag_atomic_stream(af);
+    fprintf(f, "k,base,sml,sml_qp\n");
+    for (int k = 0; k < K; k++)
+      fprintf(f, "%d,%.6f,%.6f,%.6f\n", k + 1, r->students[0].acc.acc_at[k],
+              r->students[1].acc.acc_at[k], r->students[2].acc.acc_at[k]);
+    st = ag_atomic_commit(af);
+  }
+  if (!st) st = join(path, o->out_dir, "plot.gp");
+  if (!st) st = ag_atomic_open(path, &af);
+  if (!st) {
+    FILE *f = ag_atomic_stream(af);
+    fprintf(f,
+            "# Renders acc_at.svg from acc_at.csv and e3.csv: gnuplot plot.gp\n"
+            "set terminal svg size 900,420 dynamic noenhanced font 'Helvetica,12'\n"
+            "set output 'acc_at.svg'\n"
+            "set datafile separator ','\n"
+            "set grid\n"
+            "set multiplot layout 1,2 title 'E3: underspecified (sharded) held-out tasks'\n"
+            "set key top left\n"
+            "set xlabel 'k (student turns)'\n"
+            "set ylabel 'acc@k'\n"
+            "set xrange [0.5:%d.5]\n"
+            "set yrange [0:*]\n"
+            "plot 'acc_at.csv' skip 1 using 1:2 with linespoints lw 2 title 'base', \\\n"
+            "     '' skip 1 using 1:3 with linespoints lw 2 title 'SML', \\\n"
+            "     '' skip 1 using 1:4 with linespoints lw 2 title 'SML + Q-priming'\n"
+            "set style data histograms\n"
+            "set style fill solid 0.6\n"
+            "set xrange [*:*]\n"
+            "set yrange [0:1]\n"
+            "set xlabel ''\n"
+            "set ylabel 'rate'\n"
+            "set key top right\n"
+            "plot 'e3.csv' skip 1 using 5:xtic(1) title 'premature answers', \\\n"
+            "     '' skip 1 using 6 title 'questions'\n"
+            "unset multiplot\n",
+            K);
+    st = ag_atomic_commit(af);
+  }
+  if (!st) st = join(path, o->out_dir, "report.md");
+  if (!st) st = ag_atomic_open(path, &af);
+  if (st) return st;
+  FILE *f = ag_atomic_stream(af);
+  const ag_sml_train_options *t = &o->train;
+  fprintf(f,
+          "# E3: underspecified tasks\n\n"
+          "Claim (PAPERS.md §1): although trained on fully specified problems, SML students do\n"
+          "better on underspecified problems whose information is revealed over turns: fewer\n"
+          "premature answer attempts, more questions (with question priming, asking is a move\n"
+          "the student has been shown).\n\n"
+          "Setup: base student `%s`; SML %s, %d round(s) of %lld fully specified dialogues\n"
+          "(OUT/sml), and the same after a question-priming stage (OUT/sml-qp, decay %.2f).\n"
+          "Evaluation: %lld held-out tasks per family of %s (level %d), sharded: the teacher\n"
+          "states the goal and reveals one more piece of the problem a turn; held-out\n"
+          "phrasings, %s replies, up to %d student turns. An attempt made while a required\n"
+          "piece is still hidden is premature.\n\n",
+          base_dir, t->mode == AG_SML_GRPO ? "GRPO" : "offline", t->rounds,
+          (long long)t->tasks_per_round, t->priming_decay, (long long)t->eval_tasks,
+          t->families ? t->families : ag_sml_default_families(), t->level,
+          t->eval_temperature > 0 ? "sampled" : "greedy", K);
+  fprintf(f,
+          "| student | tasks | acc@1 | acc@%d | premature answers | questions |\n"
+          "|---|---|---|---|---|---|\n",
+          K);
+  char a[16], b[16];
+  for (int i = 0; i < AG_SML_E3_STUDENTS; i++) {
+    const ag_sml_e3_student *s = &r->students[i];
+    fmt_acc(a, sizeof a, s->acc.acc_at[0]);
+    fmt_acc(b, sizeof b, s->acc.acc_at[K - 1]);
+    fprintf(f,
+            "| %s | %lld | %s | %s | %.3f (%lld of %lld attempts) | %.3f (%lld of %lld turns) |\n",
+            s->name, (long long)s->acc.tasks, a, b, s->premature_rate, (long long)s->premature,
+            (long long)s->attempts, s->question_rate, (long long)s->questions,
+            (long long)s->student_turns);
+  }
+  const ag_sml_e3_student *base = &r->students[0];
+  fprintf(f, "\nVerdict at this scale, against the base student:\n\n");
+  for (int i = 1; i < AG_SML_E3_STUDENTS; i++) {
+    const ag_sml_e3_student *s = &r->students[i];
+    fprintf(f,
+            "- %s: premature answers %s (%.3f vs %.3f), questions %s (%.3f vs %.3f), acc@%d "
+            "%s (%.3f vs %.3f).\n",
+            s->name, s->premature_rate < base->premature_rate ? "fewer" : "not fewer",
+            s->premature_rate, base->premature_rate,
+            s->question_rate > base->question_rate ? "more" : "not more", s->question_rate,
+            base->question_rate, K,
+            s->acc.acc_at[K - 1] > base->acc.acc_at[K - 1] ? "higher" : "not higher",
+            s->acc.acc_at[K - 1], base->acc.acc_at[K - 1]);
+  }
+  fprintf(f, "\nFiles: results.json, e3.csv, acc_at.csv, plot.gp -> acc_at.svg; the dialogues in\n"
+             "eval/<student>/<family>/transcripts.jsonl.\n");
+  return ag_atomic_commit(af);
+}
+
+ag_status ag_sml_e3(const ag_sml_e1_options *o, ag_sml_e3_result *r) {
+  memset(r, 0, sizeof *r);
+  double started = ag_time_seconds();
+  if (o && o->train.lora.rank > 0)
+    return ag_error_set(AG_ERR_INVALID,
+                        "sml e3: evaluates fine-tuned model folders; LoRA runs are not supported");
+  char base_dir[PATH_BYTES], dirs[AG_SML_E3_STUDENTS][PATH_BYTES];
+  ag_status st = prepare(o, "e3", base_dir, &r->pretrained);
+  if (st) return ag_error_wrap(st, "sml e3");
+  const ag_task_family *parsed[AG_SML_MAX_FAMILIES];
+  st = ag_sml_parse_families(o->train.eval_families ? o->train.eval_families : o->train.families,
+                             parsed, AG_SML_MAX_FAMILIES, &r->family_count);
+  for (int f = 0; f < r->family_count; f++)
+    snprintf(r->families[f], sizeof r->families[f], "%s", parsed[f]->name);
+  r->turns = o->train.eval_turns;
+  static const char *const names[AG_SML_E3_STUDENTS] = {"base", "sml", "sml-qp"};
+  snprintf(dirs[0], PATH_BYTES, "%s", base_dir);
+  for (int i = 1; i < AG_SML_E3_STUDENTS && !st; i++) {
+    st = join(dirs[i], o->out_dir, names[i]);
+    char state[PATH_BYTES];
+    if (!st) st = join(state, dirs[i], "state.json");
+    if (st) break;
+    ag_sml_train_options t = o->train;
+    t.student = base_dir;
+    t.out_dir = dirs[i];
+    t.q_priming = i == 2;
+    t.eval_tasks = 0; /* evaluated below, on the sharded tasks */
+    t.resume = ag_file_exists(state);
+    t.progress = o->progress;
+    ag_info("sml e3: SML%s into %s", t.q_priming ? " with question priming" : "", dirs[i]);
+    ag_sml_train_result tr;
+    st = ag_sml_train(&t, &tr);
+  }
+  for (int i = 0; i < AG_SML_E3_STUDENTS && !st; i++)
+    st = e3_evaluate(o, dirs[i], names[i], r, &r->students[i]);
+  if (st) return ag_error_wrap(st, "sml e3");
+  r->seconds = ag_time_seconds() - started;
+  st = e3_write(o, base_dir, r);
   if (!st) ag_plot_render(o->out_dir, "plot.gp");
   return st;
 }

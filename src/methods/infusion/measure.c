@@ -126,7 +126,8 @@ ag_status ag_infusion_probe(const ag_vision_model *m, const ag_image_dataset *d,
       if (j != target) others += exp((double)z[j] - others_max);
     }
     out->p = exp((double)z[target] - zmax) / all;
-    out->log_odds = (double)z[target] - (others_max + log(others));
+    /* others >= 1 whenever there is another class (its max term is exp 0) */
+    out->log_odds = others > 0 ? (double)z[target] - (others_max + log(others)) : INFINITY;
     out->predicted = best;
     out->top1 = best == target;
   }

@@ -200,27 +200,56 @@ static json_t *acc_json(const ag_sml_acc *a, int turns) {
   return json_pack("{s:o, s:I}", "acc_at", v, "tasks", (json_int_t)a->tasks);
 }
 
-static ag_status write_results(const char *dir, const ag_sml_e1_options *o, const char *base_dir,
-                               const ag_sml_e1_result *r) {
-  int K = r->turns;
+/* base and sml (acc@k, tasks), base_fails_at_1 and families of one comparison. */
+static json_t *comparison_json(const ag_sml_e1_result *d) {
   json_t *families = json_object();
-  for (int f = 0; f < r->family_count; f++)
-    json_object_set_new(families, r->families[f],
-                        json_pack("{s:o, s:o}", "base", acc_json(&r->base_family[f], K), "sml",
-                                  acc_json(&r->sml_family[f], K)));
-  json_t *base = acc_json(&r->base, K), *sml = acc_json(&r->sml, K);
-  json_object_set_new(base, "question_rate", json_real(r->base_question_rate));
-  json_object_set_new(sml, "question_rate", json_real(r->sml_question_rate));
-  json_t *v = json_pack("{s:s, s:o, s:o, s:{s:o, s:o}, s:o, s:i, s:I, s:o, s:f}", "experiment",
-                        "e1", "base", base, "sml", sml, "base_fails_at_1", "base",
-                        acc_json(&r->base_hard, K), "sml", acc_json(&r->sml_hard, K), "families",
-                        families, "turns", K, "tasks", (json_int_t)r->base.tasks, "settings",
-                        settings_json(o, base_dir), "seconds", r->seconds);
+  for (int f = 0; f < d->family_count; f++)
+    json_object_set_new(families, d->families[f],
+                        json_pack("{s:o, s:o}", "base", acc_json(&d->base_family[f], d->turns),
+                                  "sml", acc_json(&d->sml_family[f], d->turns)));
+  return json_pack("{s:o, s:o, s:{s:o, s:o}, s:o}", "base", acc_json(&d->base, d->turns), "sml",
+                   acc_json(&d->sml, d->turns), "base_fails_at_1", "base",
+                   acc_json(&d->base_hard, d->turns), "sml", acc_json(&d->sml_hard, d->turns),
+                   "families", families);
+}
+
+/* dir/name opened for an atomic write; *f is its stream. */
+static ag_status open_in(const char *dir, const char *name, ag_atomic_file **af, FILE **f) {
   char path[PATH_BYTES];
-  ag_status st = v ? join(path, dir, "results.json") : ag_error_set(AG_ERR_NOMEM, "out of memory");
+  ag_status st = join(path, dir, name);
+  if (!st) st = ag_atomic_open(path, af);
+  if (!st) *f = ag_atomic_stream(*af);
+  return st;
+}
+
+/* Saves v (consumed; NULL: out of memory) as dir/name. */
+static ag_status save_json_in(const char *dir, const char *name, json_t *v) {
+  char path[PATH_BYTES];
+  ag_status st = v ? join(path, dir, name) : ag_error_set(AG_ERR_NOMEM, "out of memory");
   if (!st) st = ag_json_save(path, v);
   json_decref(v);
   return st;
+}
+
+/* The lines every experiment's plot.gp starts with. */
+#define PLOT_PREAMBLE                                                                              \
+  "set terminal svg size 900,420 dynamic noenhanced font 'Helvetica,12'\n"                         \
+  "set output 'acc_at.svg'\n"                                                                      \
+  "set datafile separator ','\n"                                                                   \
+  "set grid\n"
+
+static ag_status write_results(const char *dir, const ag_sml_e1_options *o, const char *base_dir,
+                               const ag_sml_e1_result *r) {
+  json_t *v = comparison_json(r);
+  json_object_set_new(json_object_get(v, "base"), "question_rate",
+                      json_real(r->base_question_rate));
+  json_object_set_new(json_object_get(v, "sml"), "question_rate", json_real(r->sml_question_rate));
+  json_object_set_new(v, "experiment", json_string("e1"));
+  json_object_set_new(v, "turns", json_integer(r->turns));
+  json_object_set_new(v, "tasks", json_integer(r->base.tasks));
+  json_object_set_new(v, "settings", settings_json(o, base_dir));
+  json_object_set_new(v, "seconds", json_real(r->seconds));
+  return save_json_in(dir, "results.json", v);
 }
 
 static void fmt_acc(char *buf, size_t size, double v) {
@@ -231,12 +260,10 @@ static void fmt_acc(char *buf, size_t size, double v) {
 }
 
 static ag_status write_acc_csv(const char *dir, const ag_sml_e1_result *r) {
-  char path[PATH_BYTES];
   ag_atomic_file *af = NULL;
-  ag_status st = join(path, dir, "acc_at.csv");
-  if (!st) st = ag_atomic_open(path, &af);
+  FILE *f = NULL;
+  ag_status st = open_in(dir, "acc_at.csv", &af, &f);
   if (st) return st;
-  FILE *f = ag_atomic_stream(af);
   fprintf(f, "k,base,sml,base_fails_at_1_base,base_fails_at_1_sml\n");
   for (int k = 0; k < r->turns; k++)
     fprintf(f, "%d,%.6f,%.6f,%.6f,%.6f\n", k + 1, r->base.acc_at[k], r->sml.acc_at[k],
@@ -245,12 +272,10 @@ static ag_status write_acc_csv(const char *dir, const ag_sml_e1_result *r) {
 }
 
 static ag_status write_families_csv(const char *dir, const ag_sml_e1_result *r) {
-  char path[PATH_BYTES];
   ag_atomic_file *af = NULL;
-  ag_status st = join(path, dir, "families.csv");
-  if (!st) st = ag_atomic_open(path, &af);
+  FILE *f = NULL;
+  ag_status st = open_in(dir, "families.csv", &af, &f);
   if (st) return st;
-  FILE *f = ag_atomic_stream(af);
   int K = r->turns;
   fprintf(f, "family,tasks,base_acc_at_1,base_acc_at_%d,sml_acc_at_1,sml_acc_at_%d\n", K, K);
   for (int i = 0; i < r->family_count; i++)
@@ -261,19 +286,13 @@ static ag_status write_families_csv(const char *dir, const ag_sml_e1_result *r) 
 }
 
 static ag_status write_plot(const char *dir, const ag_sml_e1_result *r) {
-  char path[PATH_BYTES];
   ag_atomic_file *af = NULL;
-  ag_status st = join(path, dir, "plot.gp");
-  if (!st) st = ag_atomic_open(path, &af);
+  FILE *f = NULL;
+  ag_status st = open_in(dir, "plot.gp", &af, &f);
   if (st) return st;
-  FILE *f = ag_atomic_stream(af);
   fprintf(f,
-          "# Renders acc_at.svg from acc_at.csv: gnuplot plot.gp\n"
-          "set terminal svg size 900,420 dynamic noenhanced font 'Helvetica,12'\n"
-          "set output 'acc_at.svg'\n"
-          "set datafile separator ','\n"
+          "# Renders acc_at.svg from acc_at.csv: gnuplot plot.gp\n" PLOT_PREAMBLE
           "set key top left\n"
-          "set grid\n"
           "set xlabel 'k (student turns)'\n"
           "set ylabel 'acc@k'\n"
           "set xrange [0.5:%d.5]\n"
@@ -292,12 +311,10 @@ static ag_status write_plot(const char *dir, const ag_sml_e1_result *r) {
 
 static ag_status write_report(const char *dir, const ag_sml_e1_options *o, const char *base_dir,
                               const ag_sml_e1_result *r) {
-  char path[PATH_BYTES];
   ag_atomic_file *af = NULL;
-  ag_status st = join(path, dir, "report.md");
-  if (!st) st = ag_atomic_open(path, &af);
+  FILE *f = NULL;
+  ag_status st = open_in(dir, "report.md", &af, &f);
   if (st) return st;
-  FILE *f = ag_atomic_stream(af);
   const ag_sml_train_options *t = &o->train;
   int K = r->turns;
   fprintf(f,
@@ -452,21 +469,8 @@ static const struct {
     {"code-to-math", "code", "arith,algebra"},
 };
 
-static json_t *comparison_json(const ag_sml_e1_result *d) {
-  json_t *families = json_object();
-  for (int f = 0; f < d->family_count; f++)
-    json_object_set_new(families, d->families[f],
-                        json_pack("{s:o, s:o}", "base", acc_json(&d->base_family[f], d->turns),
-                                  "sml", acc_json(&d->sml_family[f], d->turns)));
-  return json_pack("{s:o, s:o, s:{s:o, s:o}, s:o}", "base", acc_json(&d->base, d->turns), "sml",
-                   acc_json(&d->sml, d->turns), "base_fails_at_1", "base",
-                   acc_json(&d->base_hard, d->turns), "sml", acc_json(&d->sml_hard, d->turns),
-                   "families", families);
-}
-
 static ag_status e2_write(const ag_sml_e1_options *o, const char *base_dir,
                           const ag_sml_e2_result *r) {
-  char path[PATH_BYTES];
   int K = o->train.eval_turns;
   json_t *dirs = json_array();
   for (int i = 0; i < AG_SML_E2_DIRECTIONS; i++) {
@@ -478,16 +482,11 @@ static ag_status e2_write(const ag_sml_e1_options *o, const char *base_dir,
   }
   json_t *v = json_pack("{s:s, s:o, s:i, s:o, s:f}", "experiment", "e2", "directions", dirs,
                         "turns", K, "settings", settings_json(o, base_dir), "seconds", r->seconds);
-  ag_status st =
-      v ? join(path, o->out_dir, "results.json") : ag_error_set(AG_ERR_NOMEM, "out of memory");
-  if (!st) st = ag_json_save(path, v);
-  json_decref(v);
-
+  ag_status st = save_json_in(o->out_dir, "results.json", v);
   ag_atomic_file *af = NULL;
-  if (!st) st = join(path, o->out_dir, "transfer.csv");
-  if (!st) st = ag_atomic_open(path, &af);
+  FILE *f = NULL;
+  if (!st) st = open_in(o->out_dir, "transfer.csv", &af, &f);
   if (!st) {
-    FILE *f = ag_atomic_stream(af);
     fprintf(f, "direction,family,tasks,base_acc_at_1,base_acc_at_%d,sml_acc_at_1,sml_acc_at_%d\n",
             K, K);
     for (int i = 0; i < AG_SML_E2_DIRECTIONS; i++) {
@@ -500,10 +499,8 @@ static ag_status e2_write(const ag_sml_e1_options *o, const char *base_dir,
     }
     st = ag_atomic_commit(af);
   }
-  if (!st) st = join(path, o->out_dir, "acc_at.csv");
-  if (!st) st = ag_atomic_open(path, &af);
+  if (!st) st = open_in(o->out_dir, "acc_at.csv", &af, &f);
   if (!st) {
-    FILE *f = ag_atomic_stream(af);
     fprintf(f, "k,%s_base,%s_sml,%s_base,%s_sml\n", E2_DIRECTIONS[0].name, E2_DIRECTIONS[0].name,
             E2_DIRECTIONS[1].name, E2_DIRECTIONS[1].name);
     for (int k = 0; k < K; k++)
@@ -512,17 +509,11 @@ static ag_status e2_write(const ag_sml_e1_options *o, const char *base_dir,
               r->direction[1].sml.acc_at[k]);
     st = ag_atomic_commit(af);
   }
-  if (!st) st = join(path, o->out_dir, "plot.gp");
-  if (!st) st = ag_atomic_open(path, &af);
+  if (!st) st = open_in(o->out_dir, "plot.gp", &af, &f);
   if (!st) {
-    FILE *f = ag_atomic_stream(af);
     fprintf(f,
-            "# Renders acc_at.svg from acc_at.csv: gnuplot plot.gp\n"
-            "set terminal svg size 900,420 dynamic noenhanced font 'Helvetica,12'\n"
-            "set output 'acc_at.svg'\n"
-            "set datafile separator ','\n"
+            "# Renders acc_at.svg from acc_at.csv: gnuplot plot.gp\n" PLOT_PREAMBLE
             "set key top left\n"
-            "set grid\n"
             "set xlabel 'k (student turns)'\n"
             "set ylabel 'acc@k on the other domain'\n"
             "set xrange [0.5:%d.5]\n"
@@ -539,10 +530,8 @@ static ag_status e2_write(const ag_sml_e1_options *o, const char *base_dir,
             E2_DIRECTIONS[1].eval);
     st = ag_atomic_commit(af);
   }
-  if (!st) st = join(path, o->out_dir, "report.md");
-  if (!st) st = ag_atomic_open(path, &af);
+  if (!st) st = open_in(o->out_dir, "report.md", &af, &f);
   if (st) return st;
-  FILE *f = ag_atomic_stream(af);
   const ag_sml_train_options *t = &o->train;
   fprintf(f,
           "# E2: transfer across domains\n\n"
@@ -678,7 +667,6 @@ static ag_status e3_evaluate(const ag_sml_e1_options *o, const char *model_dir, 
 
 static ag_status e3_write(const ag_sml_e1_options *o, const char *base_dir,
                           const ag_sml_e3_result *r) {
-  char path[PATH_BYTES];
   int K = r->turns;
   json_t *students = json_object();
   for (int i = 0; i < AG_SML_E3_STUDENTS; i++) {
@@ -699,16 +687,11 @@ static ag_status e3_write(const ag_sml_e1_options *o, const char *base_dir,
       json_pack("{s:s, s:o, s:o, s:i, s:I, s:o, s:f}", "experiment", "e3", "students", students,
                 "families", fams, "turns", K, "tasks", (json_int_t)r->students[0].acc.tasks,
                 "settings", settings_json(o, base_dir), "seconds", r->seconds);
-  ag_status st =
-      v ? join(path, o->out_dir, "results.json") : ag_error_set(AG_ERR_NOMEM, "out of memory");
-  if (!st) st = ag_json_save(path, v);
-  json_decref(v);
-
+  ag_status st = save_json_in(o->out_dir, "results.json", v);
   ag_atomic_file *af = NULL;
-  if (!st) st = join(path, o->out_dir, "e3.csv");
-  if (!st) st = ag_atomic_open(path, &af);
+  FILE *f = NULL;
+  if (!st) st = open_in(o->out_dir, "e3.csv", &af, &f);
   if (!st) {
-    FILE *f = ag_atomic_stream(af);
     fprintf(f,
             "student,tasks,acc_at_1,acc_at_%d,premature_answer_rate,question_rate,attempts,"
             "student_turns\n",
@@ -721,26 +704,18 @@ static ag_status e3_write(const ag_sml_e1_options *o, const char *base_dir,
     }
     st = ag_atomic_commit(af);
   }
-  if (!st) st = join(path, o->out_dir, "acc_at.csv");
-  if (!st) st = ag_atomic_open(path, &af);
+  if (!st) st = open_in(o->out_dir, "acc_at.csv", &af, &f);
   if (!st) {
-    FILE *f = ag_atomic_stream(af);
     fprintf(f, "k,base,sml,sml_qp\n");
     for (int k = 0; k < K; k++)
       fprintf(f, "%d,%.6f,%.6f,%.6f\n", k + 1, r->students[0].acc.acc_at[k],
               r->students[1].acc.acc_at[k], r->students[2].acc.acc_at[k]);
     st = ag_atomic_commit(af);
   }
-  if (!st) st = join(path, o->out_dir, "plot.gp");
-  if (!st) st = ag_atomic_open(path, &af);
+  if (!st) st = open_in(o->out_dir, "plot.gp", &af, &f);
   if (!st) {
-    FILE *f = ag_atomic_stream(af);
     fprintf(f,
-            "# Renders acc_at.svg from acc_at.csv and e3.csv: gnuplot plot.gp\n"
-            "set terminal svg size 900,420 dynamic noenhanced font 'Helvetica,12'\n"
-            "set output 'acc_at.svg'\n"
-            "set datafile separator ','\n"
-            "set grid\n"
+            "# Renders acc_at.svg from acc_at.csv and e3.csv: gnuplot plot.gp\n" PLOT_PREAMBLE
             "set multiplot layout 1,2 title 'E3: underspecified (sharded) held-out tasks'\n"
             "set key top left\n"
             "set xlabel 'k (student turns)'\n"
@@ -763,10 +738,8 @@ static ag_status e3_write(const ag_sml_e1_options *o, const char *base_dir,
             K);
     st = ag_atomic_commit(af);
   }
-  if (!st) st = join(path, o->out_dir, "report.md");
-  if (!st) st = ag_atomic_open(path, &af);
+  if (!st) st = open_in(o->out_dir, "report.md", &af, &f);
   if (st) return st;
-  FILE *f = ag_atomic_stream(af);
   const ag_sml_train_options *t = &o->train;
   fprintf(f,
           "# E3: underspecified tasks\n\n"

@@ -1,7 +1,7 @@
 /* The Crafter step against the original: every canonical golden trajectory
  * (../shared/data/crafter/golden/traj_S_*.jsonl.gz) replayed field by field,
- * the orig/ files with their logged despawn orders imposed, hand-built
- * scenarios for recipes and sleeping, and determinism per seed. */
+ * the orig/ files with their logged despawn orders imposed, and
+ * determinism per seed (hand-built scenarios: test_crafter_rules.c). */
 #include "test.h"
 #include "worlds/crafter/crafter_internal.h"
 
@@ -267,125 +267,6 @@ TEST(semantic_view) {
 
 /* ---- hand-built scenarios ------------------------------------------------------- */
 
-// A fresh episode of seed 0 with every creature removed, the player at the
-// centre facing down onto `front`, and an empty inventory besides vitals.
-static ag_crafter_env *scenario(int front) {
-  ag_crafter_env *e = NULL;
-  if (ag_crafter_create(0, &e) || ag_crafter_reset(e)) {
-    ag_crafter_destroy(e);
-    return NULL;
-  }
-  ag_crafter_world *w = &e->world;
-  for (uint32_t id = 2; id < w->object_count; id++) {
-    ag_crafter_object *o = &w->objects[id];
-    if (!o->type) continue;
-    w->obj[o->x * AG_CRAFTER_AREA + o->y] = 0;
-    o->type = AG_CRAFTER_OBJ_NONE;
-  }
-  for (int x = 29; x <= 35; x++)
-    for (int y = 29; y <= 35; y++) w->mat[x * AG_CRAFTER_AREA + y] = AG_CRAFTER_GRASS;
-  w->mat[32 * AG_CRAFTER_AREA + 33] = (uint8_t)front;
-  return e;
-}
-
-static int front_material(const ag_crafter_env *e) {
-  const ag_crafter_object *p = &e->world.objects[AG_CRAFTER_PLAYER_ID];
-  return e->world.mat[(p->x + p->face_x) * AG_CRAFTER_AREA + p->y + p->face_y];
-}
-
-enum { NOOP = 0, DO = 5, SLEEP = 6, PLACE_STONE = 7, PLACE_TABLE = 8, MAKE_WOOD_PICKAXE = 11 };
-
-TEST(table_needs_wood_and_a_free_tile) {
-  ag_crafter_env *e = scenario(AG_CRAFTER_GRASS);
-  CHECK(e != NULL);
-  if (!e) return;
-  int32_t *inv = e->world.inventory;
-  double r;
-  bool done;
-  inv[AG_CRAFTER_INV_WOOD] = 1; // a table costs 2
-  CHECK_OK(ag_crafter_step(e, PLACE_TABLE, &r, &done, NULL));
-  CHECK(front_material(e) == AG_CRAFTER_GRASS && inv[AG_CRAFTER_INV_WOOD] == 1 && r == 0);
-  e->world.mat[32 * AG_CRAFTER_AREA + 33] = AG_CRAFTER_WATER; // not a place for a table
-  inv[AG_CRAFTER_INV_WOOD] = 2;
-  CHECK_OK(ag_crafter_step(e, PLACE_TABLE, &r, &done, NULL));
-  CHECK(front_material(e) == AG_CRAFTER_WATER && inv[AG_CRAFTER_INV_WOOD] == 2);
-  e->world.mat[32 * AG_CRAFTER_AREA + 33] = AG_CRAFTER_GRASS;
-  CHECK_OK(ag_crafter_step(e, PLACE_TABLE, &r, &done, NULL));
-  CHECK(front_material(e) == AG_CRAFTER_TABLE && inv[AG_CRAFTER_INV_WOOD] == 0);
-  CHECK(e->achievements[AG_CRAFTER_ACH_PLACE_TABLE] == 1 && r == 1.0);
-  // A second unlock of the same achievement gives no reward.
-  e->world.mat[32 * AG_CRAFTER_AREA + 33] = AG_CRAFTER_GRASS;
-  inv[AG_CRAFTER_INV_WOOD] = 2;
-  CHECK_OK(ag_crafter_step(e, PLACE_TABLE, &r, &done, NULL));
-  CHECK(e->achievements[AG_CRAFTER_ACH_PLACE_TABLE] == 2 && r == 0);
-  ag_crafter_destroy(e);
-}
-
-TEST(collecting_follows_the_rules) {
-  ag_crafter_env *e = scenario(AG_CRAFTER_TREE);
-  CHECK(e != NULL);
-  if (!e) return;
-  int32_t *inv = e->world.inventory;
-  CHECK_OK(ag_crafter_step(e, DO, NULL, NULL, NULL));
-  // Collecting wood leaves grass (data.yaml's `leaves`).
-  CHECK(inv[AG_CRAFTER_INV_WOOD] == 1 && front_material(e) == AG_CRAFTER_GRASS);
-  e->world.mat[32 * AG_CRAFTER_AREA + 33] = AG_CRAFTER_STONE; // needs a wood pickaxe
-  CHECK_OK(ag_crafter_step(e, DO, NULL, NULL, NULL));
-  CHECK(inv[AG_CRAFTER_INV_STONE] == 0 && front_material(e) == AG_CRAFTER_STONE);
-  inv[AG_CRAFTER_INV_WOOD_PICKAXE] = 1;
-  CHECK_OK(ag_crafter_step(e, DO, NULL, NULL, NULL));
-  CHECK(inv[AG_CRAFTER_INV_STONE] == 1 && front_material(e) == AG_CRAFTER_PATH);
-  // Stone can be placed on water; the inventory is capped at 9.
-  e->world.mat[32 * AG_CRAFTER_AREA + 33] = AG_CRAFTER_WATER;
-  CHECK_OK(ag_crafter_step(e, PLACE_STONE, NULL, NULL, NULL));
-  CHECK(front_material(e) == AG_CRAFTER_STONE && inv[AG_CRAFTER_INV_STONE] == 0);
-  inv[AG_CRAFTER_INV_STONE] = 9;
-  CHECK_OK(ag_crafter_step(e, DO, NULL, NULL, NULL));
-  CHECK(inv[AG_CRAFTER_INV_STONE] == 9 && front_material(e) == AG_CRAFTER_PATH);
-  ag_crafter_destroy(e);
-}
-
-TEST(wood_pickaxe_needs_a_nearby_table) {
-  ag_crafter_env *e = scenario(AG_CRAFTER_GRASS);
-  CHECK(e != NULL);
-  if (!e) return;
-  int32_t *inv = e->world.inventory;
-  inv[AG_CRAFTER_INV_WOOD] = 1;
-  CHECK_OK(ag_crafter_step(e, MAKE_WOOD_PICKAXE, NULL, NULL, NULL));
-  CHECK(inv[AG_CRAFTER_INV_WOOD_PICKAXE] == 0 && inv[AG_CRAFTER_INV_WOOD] == 1);
-  e->world.mat[33 * AG_CRAFTER_AREA + 31] = AG_CRAFTER_TABLE; // diagonal: within the 3x3
-  CHECK_OK(ag_crafter_step(e, MAKE_WOOD_PICKAXE, NULL, NULL, NULL));
-  CHECK(inv[AG_CRAFTER_INV_WOOD_PICKAXE] == 1 && inv[AG_CRAFTER_INV_WOOD] == 0);
-  CHECK(e->achievements[AG_CRAFTER_ACH_MAKE_WOOD_PICKAXE] == 1);
-  ag_crafter_destroy(e);
-}
-
-TEST(sleeping_and_waking) {
-  ag_crafter_env *e = scenario(AG_CRAFTER_GRASS);
-  CHECK(e != NULL);
-  if (!e) return;
-  int32_t *inv = e->world.inventory;
-  const ag_crafter_object *p = &e->world.objects[AG_CRAFTER_PLAYER_ID];
-  CHECK_OK(ag_crafter_step(e, SLEEP, NULL, NULL, NULL)); // full energy: no sleep
-  CHECK(!p->sleeping);
-  inv[AG_CRAFTER_INV_ENERGY] = 8;
-  CHECK_OK(ag_crafter_step(e, SLEEP, NULL, NULL, NULL));
-  CHECK(p->sleeping);
-  int steps = 0;
-  while (p->sleeping && steps < 100) {
-    CHECK_OK(ag_crafter_step(e, NOOP, NULL, NULL, NULL)); // actions are ignored while asleep
-    steps++;
-  }
-  // Fatigue (1 after the first step) is clamped to 0 on falling asleep and
-  // falls by 1 per sleeping step; below -10 it gives 1 energy, and the next
-  // update wakes the player: 1 + 11 steps.
-  CHECK_MSG(steps == 12, "woke after %d steps", steps);
-  CHECK(inv[AG_CRAFTER_INV_ENERGY] == 9 && e->achievements[AG_CRAFTER_ACH_WAKE_UP] == 1);
-  // Hunger and thirst grow by halves while sleeping.
-  CHECK_MSG(e->hunger == 1 + 0.5 * 12 + 1 && e->thirst == e->hunger, "hunger %g", e->hunger);
-  ag_crafter_destroy(e);
-}
-
 TEST(bad_input_is_an_error) {
   ag_crafter_env *e = NULL;
   CHECK_OK(ag_crafter_create(3, &e));
@@ -445,10 +326,6 @@ int main(void) {
   RUN(a_changed_frame_hash_is_reported);
   RUN(recorded_frames_match_pixel_for_pixel);
   RUN(semantic_view);
-  RUN(table_needs_wood_and_a_free_tile);
-  RUN(collecting_follows_the_rules);
-  RUN(wood_pickaxe_needs_a_nearby_table);
-  RUN(sleeping_and_waking);
   RUN(bad_input_is_an_error);
   RUN(deterministic_per_seed);
   TEST_MAIN_END();

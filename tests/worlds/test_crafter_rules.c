@@ -1,7 +1,6 @@
 /* Crafter's rules one achievement at a time, each in a hand-built scenario
- * (data.yaml's collect, place and make rules, the creatures, the plant), and
- * zombies at night. The recipes covered elsewhere (a table, wood and stone,
- * the wood pickaxe, sleeping) are in test_crafter_replay.c. */
+ * (data.yaml's collect, place and make rules, sleeping, the creatures, the
+ * plant), and zombies at night. */
 #include "test.h"
 #include "worlds/crafter/crafter_internal.h"
 
@@ -10,10 +9,12 @@
 enum {
   NOOP = 0,
   DO = 5,
+  SLEEP = 6,
   PLACE_STONE = 7,
   PLACE_TABLE = 8,
   PLACE_FURNACE = 9,
   PLACE_PLANT = 10,
+  MAKE_WOOD_PICKAXE = 11,
   MAKE_STONE_PICKAXE = 12,
   MAKE_IRON_PICKAXE = 13,
   MAKE_WOOD_SWORD = 14,
@@ -65,6 +66,97 @@ static uint32_t creature_in_front(ag_crafter_env *e, int type, int health) {
   CHECK_OK(ag_crafter_world_add(w, type, FRONT_X, FRONT_Y, &id));
   if (id) w->objects[id].health = (int16_t)health;
   return id;
+}
+
+TEST(table_needs_wood_and_a_free_tile) {
+  ag_crafter_env *e = scenario(AG_CRAFTER_GRASS);
+  CHECK(e != NULL);
+  if (!e) return;
+  int32_t *inv = e->world.inventory;
+  double r;
+  bool done;
+  inv[AG_CRAFTER_INV_WOOD] = 1; // a table costs 2
+  CHECK_OK(ag_crafter_step(e, PLACE_TABLE, &r, &done, NULL));
+  CHECK(front(e) == AG_CRAFTER_GRASS && inv[AG_CRAFTER_INV_WOOD] == 1 && r == 0);
+  e->world.mat[32 * AG_CRAFTER_AREA + 33] = AG_CRAFTER_WATER; // not a place for a table
+  inv[AG_CRAFTER_INV_WOOD] = 2;
+  CHECK_OK(ag_crafter_step(e, PLACE_TABLE, &r, &done, NULL));
+  CHECK(front(e) == AG_CRAFTER_WATER && inv[AG_CRAFTER_INV_WOOD] == 2);
+  e->world.mat[32 * AG_CRAFTER_AREA + 33] = AG_CRAFTER_GRASS;
+  CHECK_OK(ag_crafter_step(e, PLACE_TABLE, &r, &done, NULL));
+  CHECK(front(e) == AG_CRAFTER_TABLE && inv[AG_CRAFTER_INV_WOOD] == 0);
+  CHECK(e->achievements[AG_CRAFTER_ACH_PLACE_TABLE] == 1 && r == 1.0);
+  // A second unlock of the same achievement gives no reward.
+  e->world.mat[32 * AG_CRAFTER_AREA + 33] = AG_CRAFTER_GRASS;
+  inv[AG_CRAFTER_INV_WOOD] = 2;
+  CHECK_OK(ag_crafter_step(e, PLACE_TABLE, &r, &done, NULL));
+  CHECK(e->achievements[AG_CRAFTER_ACH_PLACE_TABLE] == 2 && r == 0);
+  ag_crafter_destroy(e);
+}
+
+TEST(collecting_follows_the_rules) {
+  ag_crafter_env *e = scenario(AG_CRAFTER_TREE);
+  CHECK(e != NULL);
+  if (!e) return;
+  int32_t *inv = e->world.inventory;
+  CHECK_OK(ag_crafter_step(e, DO, NULL, NULL, NULL));
+  // Collecting wood leaves grass (data.yaml's `leaves`).
+  CHECK(inv[AG_CRAFTER_INV_WOOD] == 1 && front(e) == AG_CRAFTER_GRASS);
+  e->world.mat[32 * AG_CRAFTER_AREA + 33] = AG_CRAFTER_STONE; // needs a wood pickaxe
+  CHECK_OK(ag_crafter_step(e, DO, NULL, NULL, NULL));
+  CHECK(inv[AG_CRAFTER_INV_STONE] == 0 && front(e) == AG_CRAFTER_STONE);
+  inv[AG_CRAFTER_INV_WOOD_PICKAXE] = 1;
+  CHECK_OK(ag_crafter_step(e, DO, NULL, NULL, NULL));
+  CHECK(inv[AG_CRAFTER_INV_STONE] == 1 && front(e) == AG_CRAFTER_PATH);
+  // Stone can be placed on water; the inventory is capped at 9.
+  e->world.mat[32 * AG_CRAFTER_AREA + 33] = AG_CRAFTER_WATER;
+  CHECK_OK(ag_crafter_step(e, PLACE_STONE, NULL, NULL, NULL));
+  CHECK(front(e) == AG_CRAFTER_STONE && inv[AG_CRAFTER_INV_STONE] == 0);
+  inv[AG_CRAFTER_INV_STONE] = 9;
+  CHECK_OK(ag_crafter_step(e, DO, NULL, NULL, NULL));
+  CHECK(inv[AG_CRAFTER_INV_STONE] == 9 && front(e) == AG_CRAFTER_PATH);
+  ag_crafter_destroy(e);
+}
+
+TEST(wood_pickaxe_needs_a_nearby_table) {
+  ag_crafter_env *e = scenario(AG_CRAFTER_GRASS);
+  CHECK(e != NULL);
+  if (!e) return;
+  int32_t *inv = e->world.inventory;
+  inv[AG_CRAFTER_INV_WOOD] = 1;
+  CHECK_OK(ag_crafter_step(e, MAKE_WOOD_PICKAXE, NULL, NULL, NULL));
+  CHECK(inv[AG_CRAFTER_INV_WOOD_PICKAXE] == 0 && inv[AG_CRAFTER_INV_WOOD] == 1);
+  e->world.mat[33 * AG_CRAFTER_AREA + 31] = AG_CRAFTER_TABLE; // diagonal: within the 3x3
+  CHECK_OK(ag_crafter_step(e, MAKE_WOOD_PICKAXE, NULL, NULL, NULL));
+  CHECK(inv[AG_CRAFTER_INV_WOOD_PICKAXE] == 1 && inv[AG_CRAFTER_INV_WOOD] == 0);
+  CHECK(e->achievements[AG_CRAFTER_ACH_MAKE_WOOD_PICKAXE] == 1);
+  ag_crafter_destroy(e);
+}
+
+TEST(sleeping_and_waking) {
+  ag_crafter_env *e = scenario(AG_CRAFTER_GRASS);
+  CHECK(e != NULL);
+  if (!e) return;
+  int32_t *inv = e->world.inventory;
+  const ag_crafter_object *p = &e->world.objects[AG_CRAFTER_PLAYER_ID];
+  CHECK_OK(ag_crafter_step(e, SLEEP, NULL, NULL, NULL)); // full energy: no sleep
+  CHECK(!p->sleeping);
+  inv[AG_CRAFTER_INV_ENERGY] = 8;
+  CHECK_OK(ag_crafter_step(e, SLEEP, NULL, NULL, NULL));
+  CHECK(p->sleeping);
+  int steps = 0;
+  while (p->sleeping && steps < 100) {
+    CHECK_OK(ag_crafter_step(e, NOOP, NULL, NULL, NULL)); // actions are ignored while asleep
+    steps++;
+  }
+  // Fatigue (1 after the first step) is clamped to 0 on falling asleep and
+  // falls by 1 per sleeping step; below -10 it gives 1 energy, and the next
+  // update wakes the player: 1 + 11 steps.
+  CHECK_MSG(steps == 12, "woke after %d steps", steps);
+  CHECK(inv[AG_CRAFTER_INV_ENERGY] == 9 && e->achievements[AG_CRAFTER_ACH_WAKE_UP] == 1);
+  // Hunger and thirst grow by halves while sleeping.
+  CHECK_MSG(e->hunger == 1 + 0.5 * 12 + 1 && e->thirst == e->hunger, "hunger %g", e->hunger);
+  ag_crafter_destroy(e);
 }
 
 /* Coal and iron and diamond need the pickaxe of their level, and each
@@ -285,6 +377,10 @@ TEST(zombies_come_out_at_night) {
 }
 
 int main(void) {
+  RUN(table_needs_wood_and_a_free_tile);
+  RUN(collecting_follows_the_rules);
+  RUN(wood_pickaxe_needs_a_nearby_table);
+  RUN(sleeping_and_waking);
   RUN(mining_needs_the_right_pickaxe);
   RUN(saplings_plants_and_eating_them);
   RUN(furnace_and_the_tools);

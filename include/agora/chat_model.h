@@ -55,6 +55,12 @@ typedef struct ag_chat_params {
    * whole content, when the call has succeeded. */
   ag_text_fn on_text;
   void *user;
+  /* The role of the turn the model writes: NULL or "assistant" (a reply),
+   * or another role the template renders, e.g. "user" for a model that
+   * writes its teacher's next turn itself (feedback prediction's
+   * self-critique, agora sml --self-teach). Local models only; an endpoint
+   * refuses any role but assistant. */
+  const char *reply_role;
 } ag_chat_params;
 
 /* ag_sampling_defaults(), 256 tokens, seed 0, no stop strings. */

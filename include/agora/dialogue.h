@@ -128,6 +128,12 @@ typedef struct ag_teach_options {
   bool resume;
   int64_t batch; /* dialogues advanced together (default 16) */
   uint64_t seed;
+  /* Self-teaching (PAPERS.md §2): no teacher after the opening turn; the
+   * student writes each teacher turn itself from the public dialogue (a
+   * "user" turn, ag_chat_params.reply_role; a local student only), then
+   * revises. The verifier still ends the dialogue at the first correct
+   * answer. Not with a teacher model or sharded tasks. */
+  bool self_teach;
 } ag_teach_options;
 
 ag_teach_options ag_teach_defaults(void);

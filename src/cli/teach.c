@@ -84,7 +84,7 @@ static int cmd_eval(int argc, char **argv) {
   int turns = 4, max_regenerations = 2, retries = ag_chat_model_defaults().retries;
   int64_t n = 10, batch = 16, max_tokens = 256;
   double temperature = 0.0, teacher_temperature = 0.7;
-  bool sharded = false, resume = false, truncate = true;
+  bool sharded = false, resume = false, truncate = true, self_teach = false;
   ag_flag table[MAX_FLAGS];
   int c = 0;
   table[c++] = (ag_flag){.name = "student",
@@ -134,6 +134,11 @@ static int cmd_eval(int argc, char **argv) {
                          .type = AG_FLAG_BOOL,
                          .value = &sharded,
                          .help = "underspecified tasks: one shard up front, one more per turn"};
+  table[c++] = (ag_flag){.name = "self-teach",
+                         .type = AG_FLAG_BOOL,
+                         .value = &self_teach,
+                         .help = "no teacher after the problem: the student writes each "
+                                 "critique itself (a local student), then revises"};
   table[c++] = (ag_flag){.name = "feedback",
                          .type = AG_FLAG_CHOICE,
                          .value = &feedback,
@@ -223,6 +228,9 @@ static int cmd_eval(int argc, char **argv) {
   ag_args_result pr = ag_args_parse(&cmd, argc, argv, NULL, 0, NULL);
   if (pr != AG_ARGS_OK) return pr == AG_ARGS_HELP ? 0 : 2;
   if (!spec && !task_file) return ag_args_usage_error(&cmd, "give --tasks or --task-file");
+  if (self_teach && (sharded || strcmp(teacher, "programmatic")))
+    return ag_args_usage_error(&cmd, "--self-teach has no teacher: not with --teacher MODEL or "
+                                     "--sharded");
   ag_args_apply_common(&common);
 
   ag_task *tasks = NULL;
@@ -268,9 +276,13 @@ static int cmd_eval(int argc, char **argv) {
   o.resume = resume;
   o.batch = batch;
   o.seed = common.seed;
-  ag_info("teach eval: %lld tasks, student %s, teacher %s, %s feedback", (long long)task_count,
-          ag_chat_model_name(student_model),
-          teacher_model ? ag_chat_model_name(teacher_model) : "programmatic", feedback);
+  o.self_teach = self_teach;
+  const char *teacher_name = self_teach      ? "self"
+                             : teacher_model ? ag_chat_model_name(teacher_model)
+                                             : "programmatic";
+  ag_info("teach eval: %lld tasks, student %s, teacher %s%s%s", (long long)task_count,
+          ag_chat_model_name(student_model), teacher_name, self_teach ? "" : ", feedback ",
+          self_teach ? "" : feedback);
   ag_teach_metrics m;
   ag_teacher_stats stats;
   if (ag_teach_eval(&o, tasks, task_count, &m, &stats)) {
@@ -280,8 +292,7 @@ static int cmd_eval(int argc, char **argv) {
   ag_info("teacher: %lld messages, %lld rejected by the leak guard, %lld replaced by "
           "programmatic feedback",
           (long long)stats.messages, (long long)stats.rejected, (long long)stats.fallbacks);
-  print_table(&m, ag_chat_model_name(student_model),
-              teacher_model ? ag_chat_model_name(teacher_model) : "programmatic");
+  print_table(&m, ag_chat_model_name(student_model), teacher_name);
   if (common.json) {
     json_t *j = ag_teach_metrics_to_json(&m);
     char *text = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(8)) : NULL;

@@ -14,6 +14,7 @@
 #define DEFAULT_BACKOFF_SECONDS 1.0
 #define DEFAULT_CONCURRENCY     8
 #define PLAIN_NEXT_TURN         "\nuser:"
+#define PLAIN_NEXT_ASSISTANT    "\nassistant:" /* after a user turn the model writes */
 
 typedef enum model_kind { KIND_LOCAL, KIND_ENDPOINT, KIND_FUNCTION } model_kind;
 
@@ -104,14 +105,47 @@ static ag_status fold_system(const ag_chat_template *t, const ag_chat_message *m
   return AG_OK;
 }
 
+/* True for NULL and "assistant": the turn a generation prompt opens. */
+static bool assistant_role(const char *role) { return !role || !strcmp(role, "assistant"); }
+
+/* A turn of another role (the model writing the next user turn) is opened
+ * by rendering an empty message of that role and cutting the text where its
+ * content would begin: the same header the template gives that role's
+ * turns everywhere else, whatever the family. */
+static ag_status render_open_turn(const ag_chat_template *t, const ag_chat_message *messages, int n,
+                                  const ag_chat_render_options *r, const char *role, char **out) {
+  ag_chat_message *all = malloc((size_t)(n + 1) * sizeof *all);
+  ag_chat_span *spans = malloc((size_t)(n + 1) * sizeof *spans);
+  ag_status st = all && spans ? AG_OK : ag_error_set(AG_ERR_NOMEM, "chat model: out of memory");
+  if (!st) {
+    if (n > 0) memcpy(all, messages, (size_t)n * sizeof *all);
+    all[n] = (ag_chat_message){role, "", NULL};
+    ag_chat_render_options plain = *r;
+    plain.add_generation_prompt = false;
+    st = ag_chat_render_spans(t, all, n + 1, &plain, out, spans);
+  }
+  if (!st && spans[n].begin < 0) {
+    free(*out);
+    *out = NULL;
+    st = ag_error_set(AG_ERR_UNSUPPORTED, "chat template %s renders no turn of role '%s'",
+                      ag_chat_template_name(t), role);
+  }
+  if (!st) (*out)[spans[n].begin] = '\0';
+  free(all);
+  free(spans);
+  return st;
+}
+
 static ag_status render_with(const ag_chat_template *t, const ag_chat_message *messages, int n,
-                             const ag_chat_render_options *r, char **out) {
+                             const ag_chat_render_options *r, const char *role, char **out) {
   ag_chat_message *view = NULL;
   char *owned = NULL;
   ag_status st = fold_system(t, messages, n, &view, &owned);
   if (!st) {
     int count = view && owned ? n - 1 : n;
-    st = ag_chat_render(t, view ? view : messages, count, r, out);
+    const ag_chat_message *m = view ? view : messages;
+    st = assistant_role(role) ? ag_chat_render(t, m, count, r, out)
+                              : render_open_turn(t, m, count, r, role, out);
   }
   free(view);
   free(owned);
@@ -128,28 +162,32 @@ static void trim_prompt_space(char *text) {
   if (len > 0 && text[len - 1] == ' ') text[len - 1] = '\0';
 }
 
-bool ag_chat_local_prompt_space(const ag_chat_template *t) {
+static bool prompt_space_as(const ag_chat_template *t, const char *role) {
   ag_chat_message probe = {"user", "", NULL};
   char *text = NULL;
   ag_chat_render_options r = {.add_generation_prompt = true};
-  bool space =
-      !ag_chat_render(t, &probe, 1, &r, &text) && text && text[0] && text[strlen(text) - 1] == ' ';
+  bool space = !render_with(t, &probe, 1, &r, role, &text) && text && text[0] &&
+               text[strlen(text) - 1] == ' ';
   free(text);
   return space;
 }
+
+bool ag_chat_local_prompt_space(const ag_chat_template *t) { return prompt_space_as(t, NULL); }
 
 ag_status ag_chat_model_render(const ag_chat_template *t, const ag_chat_message *messages, int n,
                                char **out) {
   if (!out) return ag_error_set(AG_ERR_INVALID, "chat model render: NULL output");
   *out = NULL;
   ag_chat_render_options r = {.add_generation_prompt = true};
-  ag_status st = render_with(t, messages, n, &r, out);
+  ag_status st = render_with(t, messages, n, &r, NULL, out);
   if (!st) trim_prompt_space(*out);
   return st;
 }
 
-ag_status ag_chat_local_text(const ag_lm *lm, const ag_chat_template *t,
-                             const ag_chat_message *messages, int n, char **out) {
+/* ag_chat_local_text opening a turn of `role` (NULL: assistant). */
+static ag_status local_text_as(const ag_lm *lm, const ag_chat_template *t,
+                               const ag_chat_message *messages, int n, const char *role,
+                               char **out) {
   ag_chat_render_options r = {.add_generation_prompt = true};
   if (ag_chat_template_family(t) == AG_CHAT_PLAIN) {
     /* The model's own EOS closes plain turns (BOS is added at encoding). */
@@ -159,9 +197,14 @@ ag_status ag_chat_local_text(const ag_lm *lm, const ag_chat_template *t,
     const char *text = eos >= 0 ? ag_tok_token_text(lm->tokenizer, eos, &bytes) : NULL;
     if (text) r.eos_token = text;
   }
-  ag_status st = render_with(t, messages, n, &r, out);
+  ag_status st = render_with(t, messages, n, &r, role, out);
   if (!st) trim_prompt_space(*out);
   return st;
+}
+
+ag_status ag_chat_local_text(const ag_lm *lm, const ag_chat_template *t,
+                             const ag_chat_message *messages, int n, char **out) {
+  return local_text_as(lm, t, messages, n, NULL, out);
 }
 
 static ag_status encode_text(const ag_lm *lm, const char *text, ag_tok_ids *out) {
@@ -179,8 +222,8 @@ static ag_status encode_text(const ag_lm *lm, const char *text, ag_tok_ids *out)
 /* ag_chat_local_ids, and *dropped (may be NULL): the tokens the dropped
  * messages took (the whole conversation's ids less those kept). */
 static ag_status local_ids(const ag_lm *lm, const ag_chat_template *t,
-                           const ag_chat_message *messages, int n, bool drop_oldest, int64_t room,
-                           ag_tok_ids *out, int64_t *dropped) {
+                           const ag_chat_message *messages, int n, const char *role,
+                           bool drop_oldest, int64_t room, ag_tok_ids *out, int64_t *dropped) {
   int first = n > 0 && messages[0].role && !strcmp(messages[0].role, "system") ? 1 : 0;
   ag_chat_message *view = malloc((size_t)(n > 0 ? n : 1) * sizeof *view);
   if (!view) return ag_error_set(AG_ERR_NOMEM, "chat model: out of memory");
@@ -192,7 +235,7 @@ static ag_status local_ids(const ag_lm *lm, const ag_chat_template *t,
     if (first) view[count++] = messages[0];
     for (int i = start; i < n; i++) view[count++] = messages[i];
     char *text = NULL;
-    st = ag_chat_local_text(lm, t, view, count, &text);
+    st = local_text_as(lm, t, view, count, role, &text);
     if (!st) st = encode_text(lm, text, out);
     free(text);
     if (whole < 0) whole = out->count;
@@ -209,7 +252,7 @@ static ag_status local_ids(const ag_lm *lm, const ag_chat_template *t,
 ag_status ag_chat_local_ids(const ag_lm *lm, const ag_chat_template *t,
                             const ag_chat_message *messages, int n, bool drop_oldest, int64_t room,
                             ag_tok_ids *out) {
-  return local_ids(lm, t, messages, n, drop_oldest, room, out, NULL);
+  return local_ids(lm, t, messages, n, NULL, drop_oldest, room, out, NULL);
 }
 
 ag_status ag_chat_local_options(const ag_lm *lm, const ag_chat_template *t, const ag_chat_params *p,
@@ -231,7 +274,9 @@ ag_status ag_chat_local_options(const ag_lm *lm, const ag_chat_template *t, cons
   if (!marker) {
     /* Plain turns end with EOS; a model that does not write it would go on
      * to write the next user turn. */
-    if (o->stop_count < AG_GENERATE_MAX_STOPS) o->stop[o->stop_count++] = PLAIN_NEXT_TURN;
+    if (o->stop_count < AG_GENERATE_MAX_STOPS)
+      o->stop[o->stop_count++] =
+          assistant_role(p->reply_role) ? PLAIN_NEXT_TURN : PLAIN_NEXT_ASSISTANT;
   } else {
     int32_t id = ag_tok_find(lm->tokenizer, marker, strlen(marker));
     if (id >= 0) {
@@ -427,12 +472,12 @@ static ag_status local_reply(ag_chat_model *m, const ag_chat_conversation *convs
     st = ag_error_set(AG_ERR_NOMEM, "chat model: out of memory");
   for (int64_t i = 0; !st && i < n; i++) {
     streams[i] = convs[i].stream;
-    st = local_ids(m->lm, m->chat_template, convs[i].messages, convs[i].count, m->options.truncate,
-                   room, &ids[i], &dropped[i]);
+    st = local_ids(m->lm, m->chat_template, convs[i].messages, convs[i].count, p->reply_role,
+                   m->options.truncate, room, &ids[i], &dropped[i]);
     if (st) st = ag_error_wrap(st, "chat model %s: conversation %lld", m->name, (long long)i);
   }
   o.streams = streams;
-  bool prompt_space = ag_chat_local_prompt_space(m->chat_template);
+  bool prompt_space = prompt_space_as(m->chat_template, p->reply_role);
   reply_stream stream = {.params = p, .strip_space = prompt_space, .started = started};
   if (p->on_text) {
     o.on_text = stream_piece;
@@ -509,6 +554,12 @@ ag_status ag_chat_model_reply(ag_chat_model *m, const ag_chat_conversation *conv
   switch (m->kind) {
   case KIND_LOCAL: return local_reply(m, convs, n, params, out);
   case KIND_ENDPOINT:
+    /* chat-completions writes assistant messages only. */
+    if (!assistant_role(params->reply_role))
+      return ag_error_set(AG_ERR_UNSUPPORTED,
+                          "chat model %s: an endpoint writes assistant turns only, not '%s' "
+                          "(use a local model)",
+                          m->name, params->reply_role);
     st = ag_chat_http_reply(m->http, convs, n, params, out);
     if (!st) stream_whole(params, out, n);
     return st;

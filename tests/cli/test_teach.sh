@@ -126,6 +126,16 @@ if grep -q "frobnicate" "$TMP/err" && grep -q "arith" "$TMP/err"; then pass "the
   fail "unknown family: $(cat "$TMP/err")"
 fi
 if [ ! -e "$TMP/unknown" ]; then pass "no work before the error"; else fail "the output folder was created"; fi
+# ---- --self-teach: the student writes the teacher turns ------------------------------------------
+status "a self-teaching run" 0 "${RUN[@]}" --out "$TMP/self" --self-teach --json
+check "self-teaching transcripts: teacher 'self', a written turn between student turns" '
+len(lines) == 4 and all(r["meta"]["teacher"] == "self"
+                        and len(r["messages"]) == 2 * r["meta"]["turns"] + 1
+                        for r in map(json.loads, lines))' "$TMP/self/transcripts.jsonl"
+status "--self-teach with --sharded" 2 "${RUN[@]}" --out "$TMP/x" --self-teach --sharded
+grep -q -- "--self-teach" "$TMP/err" && pass "the refusal names --self-teach" ||
+  fail "the refusal names --self-teach: $(cat "$TMP/err")"
+
 status "no --student" 2 teach eval --tasks arith --out "$TMP/x"
 status "neither --tasks nor --task-file" 2 teach eval --student $STORIES --out "$TMP/x"
 status "bad --feedback" 2 teach eval --student $STORIES --tasks arith --out "$TMP/x" --feedback loud

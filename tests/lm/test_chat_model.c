@@ -92,6 +92,39 @@ TEST(greedy_replies_are_deterministic_and_equal_ag_generate_on_the_prompt) {
   ag_chat_model_close(m);
 }
 
+/* reply_role "user": the model writes the next user turn (a student writing
+ * its teacher's critique) from the same rendering, opened with "user:". */
+TEST(a_user_role_reply_continues_the_rendering_with_a_user_turn) {
+  ag_chat_model *m = stories_chat(false);
+  if (!m) return;
+  static const ag_chat_message answered[] = {
+      {"system", "You tell short stories.", NULL},
+      {"user", "Tell me about a cat.", NULL},
+      {"assistant", "Once upon a time there was a cat.", NULL},
+  };
+  ag_chat_conversation c = {answered, 3, 0};
+  ag_chat_params p = greedy(30);
+  p.reply_role = "user";
+  ag_chat_reply a = {0};
+  CHECK_OK(ag_chat_model_reply(m, &c, 1, &p, &a));
+  const char *prompt = "system: You tell short stories.</s>\nuser: Tell me about a cat.</s>\n"
+                       "assistant: Once upon a time there was a cat.</s>\nuser:";
+  ag_generate_options o = ag_generate_defaults();
+  o.sampling.temperature = 0;
+  o.max_new_tokens = 30;
+  o.stop[o.stop_count++] = "\nassistant:";
+  ag_generation g = {0};
+  CHECK_OK(ag_generate(ag_chat_model_lm(m), &prompt, 1, &o, &g));
+  const char *gen = g.text.data ? g.text.data : "";
+  if (gen[0] == ' ') gen++;
+  CHECK_MSG(a.content && !strcmp(a.content, gen), "reply '%s'\n  gen '%s'",
+            a.content ? a.content : "", gen);
+  CHECK(a.prompt_tokens == g.prompt_tokens);
+  ag_generation_free(&g, 1);
+  ag_chat_reply_clear(&a, 1);
+  ag_chat_model_close(m);
+}
+
 TEST(sampled_replies_depend_on_seed_and_stream_not_on_the_batch) {
   ag_chat_model *m = stories_chat(false);
   if (!m) return;
@@ -272,6 +305,16 @@ TEST(opening_and_replying_refuse_what_cannot_work_with_one_clear_message) {
   /* an endpoint opens without contacting anything */
   CHECK_OK(ag_chat_model_open("http://127.0.0.1:9/v1#tiny", NULL, &m));
   CHECK(m && !strcmp(ag_chat_model_name(m), "tiny") && ag_chat_model_lm(m) == NULL);
+  {
+    /* chat-completions writes assistant turns only: refused before any request */
+    ag_chat_conversation one = {STORY, 2, 0};
+    ag_chat_params up = greedy(5);
+    up.reply_role = "user";
+    ag_chat_reply none = {0};
+    CHECK(ag_chat_model_reply(m, &one, 1, &up, &none) == AG_ERR_UNSUPPORTED);
+    CHECK_MSG(strstr(ag_error_message(), "assistant turns only"), "%s", ag_error_message());
+    ag_chat_reply_clear(&none, 1);
+  }
   ag_chat_model_close(m);
   if (!ag_file_exists(STORIES_DIR "/model.safetensors")) return;
   /* stories260K has no chat template of its own */
@@ -307,6 +350,7 @@ TEST(opening_and_replying_refuse_what_cannot_work_with_one_clear_message) {
 int main(void) {
   RUN(the_prompt_is_the_plain_template_with_the_models_eos_and_a_generation_prompt);
   RUN(greedy_replies_are_deterministic_and_equal_ag_generate_on_the_prompt);
+  RUN(a_user_role_reply_continues_the_rendering_with_a_user_turn);
   RUN(sampled_replies_depend_on_seed_and_stream_not_on_the_batch);
   RUN(generate_streams_pick_each_prompts_random_stream);
   RUN(gemma_gets_the_system_message_folded_into_the_first_user_message);

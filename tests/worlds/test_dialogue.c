@@ -62,12 +62,15 @@ static char *right_answer(const ag_task *t) {
 /* ---- scripted students --------------------------------------------------------------- */
 
 typedef enum student_kind {
-  FOLLOWER,   /* wrong at turn 1, correct after feedback */
-  IGNORER,    /* the same wrong answer every turn */
-  ASKER,      /* asks at turn 1, then answers correctly */
-  EAGER,      /* answers correctly at once (premature on sharded tasks) */
-  SHARD_ASKER /* asks until every shard is revealed, then answers correctly */
+  FOLLOWER,    /* wrong at turn 1, correct after feedback */
+  IGNORER,     /* the same wrong answer every turn */
+  ASKER,       /* asks at turn 1, then answers correctly */
+  EAGER,       /* answers correctly at once (premature on sharded tasks) */
+  SHARD_ASKER, /* asks until every shard is revealed, then answers correctly */
+  SELF_CRITIC  /* writes its own critique when asked for a user turn; correct after it */
 } student_kind;
+
+static const char SELF_CRITIQUE[] = "Your answer is off; recheck the last step.";
 
 typedef struct script {
   student_kind kind;
@@ -78,8 +81,8 @@ typedef struct script {
 
 static ag_status scripted_student(void *user, const ag_chat_conversation *convs, int64_t n,
                                   const ag_chat_params *params, ag_chat_reply *out) {
-  (void)params;
   script *s = user;
+  bool writes_teacher = params->reply_role && !strcmp(params->reply_role, "user");
   s->calls++;
   if (s->fail_at && s->calls == s->fail_at)
     return ag_error_set(AG_ERR_IO, "scripted student: connection lost");
@@ -103,7 +106,17 @@ static ag_status scripted_student(void *user, const ag_chat_conversation *convs,
     case SHARD_ASKER:
       reply = turn < t->shard_count - 1 ? strdup("What else do I need to know?") : right_answer(t);
       break;
+    case SELF_CRITIC:
+      CHECK(writes_teacher == !strcmp(c->messages[c->count - 1].role, "assistant"));
+      if (writes_teacher)
+        reply = strdup(SELF_CRITIQUE);
+      else /* right only after its own critique */
+        reply = !strcmp(c->messages[c->count - 1].content, SELF_CRITIQUE) ? right_answer(t)
+                                                                          : wrong_answer(t);
+      break;
     }
+    CHECK(writes_teacher == (s->kind == SELF_CRITIC && turn > 0 &&
+                             !strcmp(c->messages[c->count - 1].role, "assistant")));
     out[i].content = reply;
     out[i].finish = AG_FINISH_EOS;
     s->replies++;
@@ -792,6 +805,48 @@ TEST(honest_llm_teacher_is_used_as_is) {
   free_tasks(tasks, N_TASKS);
 }
 
+TEST(a_self_teaching_student_writes_the_teacher_turns_itself) {
+  ag_task *tasks = make_tasks(N_TASKS, false);
+  script s = {.kind = SELF_CRITIC, .tasks = tasks};
+  ag_chat_model *student = NULL;
+  CHECK_OK(ag_chat_model_custom("scripted-student", scripted_student, &s, &student));
+  ag_teach_options o = ag_teach_defaults();
+  o.student = student;
+  o.turns = K_TURNS;
+  o.out_dir = fresh_dir("self-teach");
+  o.batch = 4;
+  o.self_teach = true;
+  ag_teach_metrics m;
+  ag_teacher_stats stats;
+  CHECK_MSG(ag_teach_eval(&o, tasks, N_TASKS, &m, &stats) == AG_OK, "%s", ag_error_message());
+  check_acc(&m, (const double[]){0.0, 1.0, 1.0}, K_TURNS);
+  /* two answers and one critique per dialogue, all from the student */
+  CHECK(s.replies == 3 * N_TASKS && stats.messages == N_TASKS);
+  json_t *all = read_transcripts(o.out_dir);
+  CHECK(json_array_size(all) == N_TASKS);
+  json_t *rec = json_array_get(all, 0);
+  json_t *msgs = json_object_get(rec, "messages");
+  CHECK(json_array_size(msgs) == 5);
+  json_t *critique = json_array_get(msgs, 3);
+  CHECK(!strcmp(json_string_value(json_object_get(critique, "role")), "user"));
+  CHECK(!strcmp(json_string_value(json_object_get(critique, "content")), SELF_CRITIQUE));
+  CHECK(
+      !strcmp(json_string_value(json_object_get(json_object_get(rec, "meta"), "teacher")), "self"));
+  json_decref(all);
+  ag_teach_metrics_clear(&m);
+  remove_dir(o.out_dir);
+  /* the same student with the programmatic teacher never sees its critique */
+  s = (script){.kind = SELF_CRITIC, .tasks = tasks};
+  o.self_teach = false;
+  o.out_dir = fresh_dir("self-teach-off");
+  CHECK_OK(ag_teach_eval(&o, tasks, N_TASKS, &m, NULL));
+  check_acc(&m, (const double[]){0.0, 0.0, 0.0}, K_TURNS);
+  ag_teach_metrics_clear(&m);
+  remove_dir(o.out_dir);
+  ag_chat_model_close(student);
+  free_tasks(tasks, N_TASKS);
+}
+
 TEST(bad_options_are_errors) {
   ag_task *tasks = make_tasks(2, false);
   script s = {.kind = FOLLOWER, .tasks = tasks};
@@ -807,6 +862,12 @@ TEST(bad_options_are_errors) {
   memcpy(tasks[1].id, tasks[0].id, sizeof tasks[1].id);
   CHECK(ag_teach_eval(&o, tasks, 2, &m, NULL) != AG_OK);
   CHECK(strstr(ag_error_message(), "more than once") != NULL);
+  memcpy(tasks[1].id, "other", 6);
+  o.self_teach = true; /* no teacher to reveal the pieces of a sharded task */
+  o.sharded = true;
+  CHECK(ag_teach_eval(&o, tasks, 2, &m, NULL) == AG_ERR_INVALID);
+  CHECK(strstr(ag_error_message(), "self-teaching") != NULL);
+  o.sharded = false;
   o.student = NULL;
   CHECK(ag_teach_eval(&o, tasks, 1, &m, NULL) != AG_OK);
   CHECK(s.calls == 0);
@@ -830,6 +891,7 @@ int main(void) {
   RUN(student_error_ends_the_run_and_keeps_finished_dialogues);
   RUN(leaking_llm_teacher_is_rejected_and_replaced);
   RUN(honest_llm_teacher_is_used_as_is);
+  RUN(a_self_teaching_student_writes_the_teacher_turns_itself);
   RUN(bad_options_are_errors);
   rmdir(test_tmpdir());
   TEST_MAIN_END();

@@ -393,6 +393,32 @@ static ag_status write_dialogue(run *r, const ag_dialogue *d) {
   return AG_OK;
 }
 
+/* Self-teaching: the student writes the teacher turns of the n requests
+ * (the same conversations it just answered, now with its turn last) into
+ * r->teacher_out, from the public dialogue alone. */
+static ag_status self_critiques(run *r, int64_t n) {
+  const ag_teach_options *o = r->o;
+  for (int64_t j = 0; j < n; j++) {
+    const ag_dialogue *d = r->requests[j].dialogue;
+    r->convs[j] = (ag_chat_conversation){d->messages, d->message_count, r->requests[j].stream};
+  }
+  ag_chat_params p = o->student_params;
+  p.reply_role = "user";
+  ag_status st = ag_chat_model_reply(o->student, r->convs, n, &p, r->replies);
+  for (int64_t j = 0; j < n && !st; j++) {
+    const char *c = r->replies[j].content ? r->replies[j].content : "";
+    size_t len = strlen(c);
+    r->teacher_out[j] = malloc(len + 1);
+    if (!r->teacher_out[j])
+      st = ag_error_set(AG_ERR_NOMEM, "self-teaching: out of memory");
+    else
+      memcpy(r->teacher_out[j], c, len + 1);
+  }
+  ag_chat_reply_clear(r->replies, n);
+  if (!st) r->stats.messages += n;
+  return st ? ag_error_wrap(st, "student %s writing its own feedback", r->student_name) : AG_OK;
+}
+
 /* One round: every active dialogue gets a student turn, and those that go
  * on a teacher turn; finished ones are written and leave. */
 static ag_status round_step(run *r) {
@@ -431,7 +457,9 @@ static ag_status round_step(run *r) {
   for (int64_t i = 0; i < m && !st; i++)
     if (r->slots[i].finished) st = write_dialogue(r, &r->slots[i].d);
   if (st) return st;
-  st = ag_teacher_replies(&o->teacher, r->requests, wanted, o->seed, r->teacher_out, &r->stats);
+  st = o->self_teach ? self_critiques(r, wanted)
+                     : ag_teacher_replies(&o->teacher, r->requests, wanted, o->seed, r->teacher_out,
+                                          &r->stats);
   for (int64_t j = 0; j < wanted; j++) {
     slot *s = &r->slots[r->request_slot[j]];
     if (!st) st = push_message(&s->d, "user", "teacher", r->teacher_out[j]);
@@ -468,6 +496,10 @@ static ag_status check_options(const ag_teach_options *o, const ag_task *tasks, 
   if (o->batch < 1) return ag_error_set(AG_ERR_INVALID, "teach eval: batch must be >= 1");
   if (o->teacher.max_regenerations < 0)
     return ag_error_set(AG_ERR_INVALID, "teach eval: max_regenerations must be >= 0");
+  if (o->self_teach && (o->teacher.model || o->sharded))
+    return ag_error_set(AG_ERR_INVALID,
+                        "teach eval: self-teaching has no teacher, so neither a teacher model nor "
+                        "sharded tasks (whose pieces a teacher reveals)");
   if (n < 0 || (n > 0 && !tasks))
     return ag_error_set(AG_ERR_INVALID, "teach eval: no tasks given for n = %lld", (long long)n);
   if (strlen(o->out_dir) + 32 > PATH_MAX_BYTES)
@@ -504,8 +536,9 @@ ag_status ag_teach_eval(const ag_teach_options *o, const ag_task *tasks, int64_t
   }
   run r = {.o = o,
            .student_name = ag_chat_model_name(o->student),
-           .teacher_name =
-               o->teacher.model ? ag_chat_model_name(o->teacher.model) : "programmatic"};
+           .teacher_name = o->self_teach      ? "self"
+                           : o->teacher.model ? ag_chat_model_name(o->teacher.model)
+                                              : "programmatic"};
   int64_t *todo = malloc((size_t)(n ? n : 1) * sizeof *todo), todo_count = 0;
   int64_t batch = o->batch;
   r.slots = calloc((size_t)batch, sizeof *r.slots);

@@ -11,6 +11,10 @@
  *   E3 underspecified tasks: the base student, the SML student and the SML
  *   student with question priming on sharded held-out tasks (the problem
  *   revealed a piece a turn): premature-answer rate, question rate, acc@k.
+ *   E4 self-correction: SML students trained with and without feedback
+ *   prediction, each with the teacher and self-teaching (no teacher).
+ *   E5 feedback quality: the base and SML students with binary,
+ *   directional, localised and LLM-teacher feedback.
  *
  *   ag_sml_e1_options o = ag_sml_e1_defaults();
  *   o.out_dir = "runs/e1";
@@ -40,6 +44,9 @@ typedef struct ag_sml_e1_options {
   ag_sml_train_options train;
   bool resume; /* continue a killed experiment (each stage resumes) */
   bool progress;
+  /* E5's LLM teacher: a model folder, GGUF file or endpoint. NULL: the base
+   * student, prompted as the teacher (with the answer and worked solution). */
+  const char *teacher_model;
 } ag_sml_e1_options;
 
 ag_sml_e1_options ag_sml_e1_defaults(void);
@@ -86,21 +93,25 @@ typedef struct ag_sml_e2_result {
  * sml acc@k and per family), transfer.csv, acc_at.csv and plot.gp. */
 ag_status ag_sml_e2(const ag_sml_e1_options *o, ag_sml_e2_result *r);
 
-/* E3: one student on the sharded tasks. */
-#define AG_SML_E3_STUDENTS 3
-typedef struct ag_sml_e3_student {
-  const char *name;      /* "base", "sml", "sml-qp" */
+/* One student under one evaluation condition (E3-E5). */
+typedef struct ag_sml_eval_stats {
+  const char *name;      /* the student: "base", "sml", "sml-qp", "sml-fp" */
   ag_sml_acc acc;        /* acc@1..K over every family's tasks */
-  double premature_rate; /* premature attempts / attempts */
+  double premature_rate; /* premature attempts / attempts (sharded tasks) */
   double question_rate;  /* student turns that are not attempts / student turns */
   int64_t attempts, premature, student_turns, questions;
-} ag_sml_e3_student;
+  /* Teacher turns after the opening; an LLM teacher's replies rejected by
+   * the leak guard, and those replaced by programmatic feedback. */
+  int64_t teacher_messages, teacher_rejected, teacher_fallbacks;
+} ag_sml_eval_stats;
 
+/* E3: three students on the sharded tasks. */
+#define AG_SML_E3_STUDENTS 3
 typedef struct ag_sml_e3_result {
   int turns;
   int family_count;
   char families[AG_SML_MAX_FAMILIES][16];
-  ag_sml_e3_student students[AG_SML_E3_STUDENTS];
+  ag_sml_eval_stats students[AG_SML_E3_STUDENTS];
   bool pretrained;
   double seconds;
 } ag_sml_e3_result;
@@ -113,6 +124,36 @@ typedef struct ag_sml_e3_result {
  * question_rate, counts), e3.csv, acc_at.csv and plot.gp. LoRA runs are
  * refused (E3 evaluates the fine-tuned model folders). */
 ag_status ag_sml_e3(const ag_sml_e1_options *o, ag_sml_e3_result *r);
+
+/* E4 and E5: every student under every condition. */
+#define AG_SML_GRID_MAX 4
+typedef struct ag_sml_grid_result {
+  int turns;
+  int family_count;
+  char families[AG_SML_MAX_FAMILIES][16];
+  int student_count, condition_count;
+  const char *conditions[AG_SML_GRID_MAX];
+  ag_sml_eval_stats cells[AG_SML_GRID_MAX][AG_SML_GRID_MAX]; /* [student][condition] */
+  const char *teacher_model;                                 /* E5: the LLM teacher used */
+  bool pretrained;
+  double seconds;
+} ag_sml_grid_result;
+
+/* E4 self-correction with E1's options: the base student as in E1; two SML
+ * runs from it, OUT/sml (student turns in the loss) and OUT/sml-fp
+ * (feedback prediction: teacher turns too, train_names "student,teacher");
+ * then the three students with the programmatic teacher and self-teaching
+ * (condition "teacher" and "self-teach"; OUT/eval/<student>/<condition>/),
+ * and OUT/report.md, results.json (cells: student, condition, acc_at,
+ * tasks), e4.csv, acc_at.csv and plot.gp. LoRA runs are refused. */
+ag_status ag_sml_e4(const ag_sml_e1_options *o, ag_sml_grid_result *r);
+
+/* E5 feedback quality with E1's options: the base student as in E1 and one
+ * SML run from it (OUT/sml); each student with binary, directional and
+ * localised programmatic feedback and with an LLM teacher (o->teacher_model,
+ * default the base student), OUT/eval/<student>/<condition>/; OUT/report.md,
+ * results.json, e5.csv, acc_at.csv, plot.gp. LoRA runs are refused. */
+ag_status ag_sml_e5(const ag_sml_e1_options *o, ag_sml_grid_result *r);
 
 /* acc@1..K over rollouts (a task solved at student turn t counts for every
  * k >= t); select (NULL: all) picks which. */

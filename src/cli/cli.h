@@ -24,6 +24,8 @@ int ag_cli_sml_train(int argc, char **argv); /* `agora sml train`: argv[0] is "t
 int ag_cli_sml_e1(int argc, char **argv);    /* `agora sml e1` */
 int ag_cli_sml_e2(int argc, char **argv);    /* `agora sml e2` */
 int ag_cli_sml_e3(int argc, char **argv);    /* `agora sml e3` */
+int ag_cli_sml_e4(int argc, char **argv);    /* `agora sml e4` */
+int ag_cli_sml_e5(int argc, char **argv);    /* `agora sml e5` */
 int ag_cli_shaping(int, char **);
 int ag_cli_infusion(int argc, char **argv);
 int ag_cli_influence(int, char **);

@@ -199,6 +199,9 @@ int ag_cli_sml(int argc, char **argv) {
        ag_cli_sml_e2},
       {"e3", "experiment E3: premature answers and questions on underspecified tasks",
        ag_cli_sml_e3},
+      {"e4", "experiment E4: self-correction with and without feedback prediction", ag_cli_sml_e4},
+      {"e5", "experiment E5: binary, directional, localised and LLM-teacher feedback",
+       ag_cli_sml_e5},
   };
   static const ag_cli_area_help area = {
       "sml",

@@ -1,4 +1,4 @@
-/* `agora sml e1|e2`: the SML experiments. Flag parsing and output only; the
+/* `agora sml e1|e2|e3|e4|e5`: the SML experiments. Flag parsing and output only; the
  * work is in libagora (agora/sml_exp.h). */
 #include "agora/sml_exp.h"
 
@@ -118,7 +118,7 @@ static void print_e3(const ag_sml_e3_result *r, const char *out) {
          (long long)r->students[0].acc.tasks, r->seconds);
   printf("%-8s %8s %8s %10s %10s\n", "student", "acc@1", "acc@K", "premature", "questions");
   for (int i = 0; i < AG_SML_E3_STUDENTS; i++) {
-    const ag_sml_e3_student *s = &r->students[i];
+    const ag_sml_eval_stats *s = &r->students[i];
     printf("%-8s %8.3f %8.3f %10.3f %10.3f\n", s->name, s->acc.acc_at[0],
            s->acc.acc_at[r->turns - 1], s->premature_rate, s->question_rate);
   }
@@ -128,7 +128,7 @@ static void print_e3(const ag_sml_e3_result *r, const char *out) {
 static int print_e3_json(const ag_sml_e3_result *r, const char *out) {
   json_t *students = json_object();
   for (int i = 0; i < AG_SML_E3_STUDENTS; i++) {
-    const ag_sml_e3_student *s = &r->students[i];
+    const ag_sml_eval_stats *s = &r->students[i];
     json_object_set_new(students, s->name,
                         json_pack("{s:o, s:f, s:f, s:I}", "acc_at", acc_array(&s->acc, r->turns),
                                   "premature_answer_rate", s->premature_rate, "question_rate",
@@ -143,7 +143,57 @@ static int print_e3_json(const ag_sml_e3_result *r, const char *out) {
   return 0;
 }
 
-/* which: 1, 2 or 3 (E2 fixes its families). */
+static const char E4_EPILOG[] =
+    "E4, self-correction: the base student as in E1, then two SML runs from it: OUT/sml\n"
+    "trained on the student's turns and OUT/sml-fp trained also on the teacher's turns\n"
+    "(feedback prediction; the teacher's private solution is never in the context). The\n"
+    "three students are evaluated on the same held-out tasks with the programmatic teacher\n"
+    "and with self-teaching (the student writes every critique itself, then revises; see\n"
+    "`agora teach eval --self-teach`). The training flags are those of `agora sml e1`\n"
+    "(--train-names is fixed per run here).\n\n"
+    "Writes OUT/report.md, OUT/results.json (cells[]: student, condition, acc_at, tasks),\n"
+    "OUT/e4.csv, OUT/acc_at.csv and OUT/plot.gp (rendered to OUT/acc_at.svg). --resume\n"
+    "continues a killed experiment. See docs/sml.md.\n";
+
+static const char E5_EPILOG[] =
+    "E5, feedback quality: the base student as in E1 and one SML run from it (OUT/sml),\n"
+    "each evaluated on the same held-out tasks with binary, directional and localised\n"
+    "programmatic feedback and with an LLM teacher (--teacher-model; by default the base\n"
+    "student itself, prompted with the answer and the worked solution behind the leak\n"
+    "guard). The training flags are those of `agora sml e1`.\n\n"
+    "Writes OUT/report.md, OUT/results.json (cells[]: student, condition, acc_at, tasks,\n"
+    "teacher_rejected, teacher_fallbacks), OUT/e5.csv, OUT/acc_at.csv and OUT/plot.gp\n"
+    "(rendered to OUT/acc_at.svg). --resume continues a killed experiment. See docs/sml.md.\n";
+
+static void print_grid(const ag_sml_grid_result *r, const char *name, const char *out) {
+  printf("sml %s: %s, %lld held-out tasks per cell, %.1f s\n", name, out,
+         (long long)r->cells[0][0].acc.tasks, r->seconds);
+  printf("%-8s %-12s %8s %8s\n", "student", "condition", "acc@1", "acc@K");
+  for (int i = 0; i < r->student_count; i++)
+    for (int c = 0; c < r->condition_count; c++)
+      printf("%-8s %-12s %8.3f %8.3f\n", r->cells[i][c].name, r->conditions[c],
+             r->cells[i][c].acc.acc_at[0], r->cells[i][c].acc.acc_at[r->turns - 1]);
+  printf("report: %s/report.md\n", out);
+}
+
+static int print_grid_json(const ag_sml_grid_result *r, const char *out) {
+  json_t *cells = json_array();
+  for (int i = 0; i < r->student_count; i++)
+    for (int c = 0; c < r->condition_count; c++)
+      json_array_append_new(cells, json_pack("{s:s, s:s, s:o, s:I}", "student", r->cells[i][c].name,
+                                             "condition", r->conditions[c], "acc_at",
+                                             acc_array(&r->cells[i][c].acc, r->turns), "tasks",
+                                             (json_int_t)r->cells[i][c].acc.tasks));
+  json_t *o = json_pack("{s:o, s:f, s:s}", "cells", cells, "seconds", r->seconds, "out", out);
+  char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  json_decref(o);
+  if (!text) return ag_cli_error("out of memory");
+  printf("%s\n", text);
+  free(text);
+  return 0;
+}
+
+/* which: 1 to 5 (E2 fixes its families, E4 its training names). */
 static int run_experiment(int argc, char **argv, int which) {
   bool e2 = which == 2;
   ag_sml_e1_options e = ag_sml_e1_defaults();
@@ -180,21 +230,33 @@ static int run_experiment(int argc, char **argv, int which) {
   t.o = e.train; /* E1's defaults for the training flags */
   for (int i = 0; i < c; i++)
     if (!strcmp(table[i].name, "level")) table[i].default_text = "1, the base student's";
+  if (which == 5)
+    table[c++] = (ag_flag){.name = "teacher-model",
+                           .type = AG_FLAG_STRING,
+                           .value = &e.teacher_model,
+                           .metavar = "MODEL",
+                           .default_text = "the base student",
+                           .help = "the LLM teacher: a model folder, a .gguf file or an endpoint "
+                                   "http://HOST:PORT/v1#MODEL_NAME"};
   table[c++] = (ag_flag){.name = "resume",
                          .type = AG_FLAG_BOOL,
                          .value = &e.resume,
                          .help = "continue the experiment in --out"};
   ag_flag flags[MAX_FLAGS + AG_COMMON_FLAG_COUNT];
   int n = ag_args_with_common(flags, table, c, &common, true);
-  static const char *const names[] = {"", "sml e1", "sml e2", "sml e3"};
+  static const char *const names[] = {"", "sml e1", "sml e2", "sml e3", "sml e4", "sml e5"};
   static const char *const summaries[] = {
       "",
       "E1, multi-turn learning: acc@k of the base student vs the SML student on held-out tasks.",
       "E2, transfer across domains: SML on math evaluated on the other families, and on code\n"
       "evaluated on math.",
       "E3, underspecified tasks: premature answers, questions and acc@k of the base, SML and\n"
-      "SML + question-priming students on sharded held-out tasks."};
-  const char *epilogs[] = {"", E1_EPILOG, E2_EPILOG, E3_EPILOG};
+      "SML + question-priming students on sharded held-out tasks.",
+      "E4, self-correction: SML students trained with and without feedback prediction, each\n"
+      "with the teacher and self-teaching (writing its own critiques).",
+      "E5, feedback quality: the base and SML students with binary, directional, localised\n"
+      "and LLM-teacher feedback."};
+  const char *epilogs[] = {"", E1_EPILOG, E2_EPILOG, E3_EPILOG, E4_EPILOG, E5_EPILOG};
   ag_command cmd = {.name = names[which],
                     .summary = summaries[which],
                     .flags = flags,
@@ -212,9 +274,18 @@ static int run_experiment(int argc, char **argv, int which) {
   ag_args_apply_common(&common);
   e.train = t.o;
   e.progress = !common.quiet;
+  if (which == 4 && ag_args_find(&cmd, "train-names")->seen)
+    return ag_args_usage_error(&cmd, "E4 fixes --train-names of its two runs (see --help)");
+  if (which >= 3 && t.o.lora.rank > 0)
+    return ag_args_usage_error(&cmd, "this experiment evaluates fine-tuned model folders: no "
+                                     "--lora-rank");
+  if (which >= 4) {
+    ag_sml_grid_result g;
+    if ((which == 4 ? ag_sml_e4 : ag_sml_e5)(&e, &g)) return ag_cli_error("%s", ag_error_message());
+    print_grid(&g, which == 4 ? "e4" : "e5", e.out_dir);
+    return common.json ? print_grid_json(&g, e.out_dir) : 0;
+  }
   if (which == 3) {
-    if (t.o.lora.rank > 0)
-      return ag_args_usage_error(&cmd, "E3 evaluates fine-tuned model folders: no --lora-rank");
     ag_sml_e3_result r3;
     if (ag_sml_e3(&e, &r3)) return ag_cli_error("%s", ag_error_message());
     print_e3(&r3, e.out_dir);
@@ -235,3 +306,5 @@ static int run_experiment(int argc, char **argv, int which) {
 int ag_cli_sml_e1(int argc, char **argv) { return run_experiment(argc, argv, 1); }
 int ag_cli_sml_e2(int argc, char **argv) { return run_experiment(argc, argv, 2); }
 int ag_cli_sml_e3(int argc, char **argv) { return run_experiment(argc, argv, 3); }
+int ag_cli_sml_e4(int argc, char **argv) { return run_experiment(argc, argv, 4); }
+int ag_cli_sml_e5(int argc, char **argv) { return run_experiment(argc, argv, 5); }

@@ -5,7 +5,9 @@
 # evaluation dialogues; a second fresh run refuses the folder, --resume
 # reproduces the results, and bad flags are usage errors before any work.
 # E2 from that base student evaluates each direction on the other families;
-# E3 evaluates the base, SML and SML + priming students on sharded tasks.
+# E3 evaluates the base, SML and SML + priming students on sharded tasks;
+# E4 three students with the teacher and self-teaching; E5 two students
+# under binary, directional, localised and LLM-teacher feedback.
 # Usage: test_sml_exp.sh path/to/agora   (run from the repository root)
 set -u
 AGORA=${1:?usage: test_sml_exp.sh path/to/agora}
@@ -112,6 +114,44 @@ sys.exit(0 if ok else 1)' "$TMP/e3"; then
   pass "E3: three students on sharded tasks with premature and question rates"
 else fail "E3: three students on sharded tasks with premature and question rates"; fi
 status "E3 refuses --lora-rank" 2 sml e3 --base "$TMP/e1/base" --out "$TMP/bad" --lora-rank 4
+
+# ---- E4 and E5 from the same base student ----------------------------------------------------------
+status "a tiny E4 from a given base student" 0 sml e4 --base "$TMP/e1/base" --out "$TMP/e4" \
+  --families arith --rounds 1 --tasks-per-round 2 --eval-tasks 2 --eval-turns 2 --seed 2 --quiet
+if $PY -c '
+import json, os, sys
+d = sys.argv[1]
+r = json.load(open(d + "/results.json"))
+cells = {(c["student"], c["condition"]): c for c in r["cells"]}
+ok = (set(cells) == {(s, c) for s in ("base", "sml", "sml-fp") for c in ("teacher", "self-teach")}
+      and all(c["tasks"] == 2 and len(c["acc_at"]) == 2 for c in cells.values())
+      and json.load(open(d + "/sml-fp/state.json"))["settings"]["train_names"] == "student,teacher"
+      and json.load(open(d + "/sml/state.json"))["settings"]["train_names"] == "student")
+# self-teaching dialogues name the teacher "self"; the others the programmatic one
+for (s, c) in cells:
+    for l in open(os.path.join(d, "eval", s, c, "arith", "transcripts.jsonl")):
+        ok = ok and json.loads(l)["meta"]["teacher"] == ("self" if c == "self-teach" else "programmatic")
+sys.exit(0 if ok else 1)' "$TMP/e4"; then
+  pass "E4: three students, with the teacher and self-teaching"
+else fail "E4: three students, with the teacher and self-teaching"; fi
+status "E4 refuses --train-names" 2 sml e4 --base "$TMP/e1/base" --out "$TMP/bad" --train-names student
+status "a tiny E5 from a given base student" 0 sml e5 --base "$TMP/e1/base" --out "$TMP/e5" \
+  --families arith --rounds 1 --tasks-per-round 2 --eval-tasks 2 --eval-turns 2 --seed 2 --quiet
+if $PY -c '
+import json, os, sys
+d = sys.argv[1]
+r = json.load(open(d + "/results.json"))
+cells = {(c["student"], c["condition"]): c for c in r["cells"]}
+conds = ("binary", "directional", "localised", "llm")
+ok = (set(cells) == {(s, c) for s in ("base", "sml") for c in conds}
+      and r["teacher_model"] == "the base student"
+      and all(c["teacher_messages"] >= c["teacher_fallbacks"] >= 0 for c in cells.values())
+      and len(open(d + "/acc_at.csv").read().splitlines()[0].split(",")) == 9)
+for l in open(os.path.join(d, "eval/base/llm/arith/transcripts.jsonl")):
+    ok = ok and json.loads(l)["meta"]["teacher"] == "base"
+sys.exit(0 if ok else 1)' "$TMP/e5"; then
+  pass "E5: two students under four teachers, the LLM teacher the base student"
+else fail "E5: two students under four teachers, the LLM teacher the base student"; fi
 
 status "an unknown family" 2 sml e1 --out "$TMP/bad" --families arith,bogus
 status "--size with --base" 2 sml e1 --out "$TMP/bad" --base "$TMP/e1/base" --size tiny

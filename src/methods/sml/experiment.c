@@ -1,7 +1,9 @@
-/* The SML experiments (agora/sml_exp.h): E1, multi-turn learning. The work
- * is done by ag_sml_pretrain and ag_sml_train; this file runs them in a
- * report folder, reads their evaluation transcripts back and writes the
- * report.
+/* The SML experiments (agora/sml_exp.h) E1 (multi-turn learning), E2
+ * (transfer) and E3 (underspecified tasks), and the stages every experiment
+ * shares (experiment_internal.h; E4 and E5 are in experiment_feedback.c).
+ * The work is done by ag_sml_pretrain, ag_sml_train and ag_teach_eval; this
+ * file runs them in a report folder, reads their evaluation transcripts back
+ * and writes the report.
  *
  *   OUT/experiment.json   the settings (a second fresh run refuses the folder)
  *   OUT/base/             the base student, when E1 pretrains it
@@ -12,13 +14,14 @@
 #include "agora/json.h"
 #include "agora/sml_exp.h"
 #include "agora/task.h"
+#include "methods/sml/experiment_internal.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define PATH_BYTES 4096
+#define PATH_BYTES AG_SML_EXP_PATH_BYTES
 
 ag_sml_e1_options ag_sml_e1_defaults(void) {
   ag_sml_e1_options o;
@@ -48,7 +51,7 @@ void ag_sml_acc_of(const ag_sml_rollout *v, int64_t n, const bool *select, int t
     out->acc_at[k] = out->tasks ? (double)solved[k] / (double)out->tasks : NAN;
 }
 
-static ag_status join(char *out, const char *dir, const char *name) {
+ag_status ag_sml_exp_join(char *out, const char *dir, const char *name) {
   int len = snprintf(out, PATH_BYTES, "%s/%s", dir, name);
   if (len < 0 || len >= PATH_BYTES) return ag_error_set(AG_ERR_INVALID, "path too long: %s", dir);
   return AG_OK;
@@ -56,7 +59,7 @@ static ag_status join(char *out, const char *dir, const char *name) {
 
 /* ---- stages ------------------------------------------------------------------------------- */
 
-static json_t *settings_json(const ag_sml_e1_options *o, const char *base_dir) {
+json_t *ag_sml_exp_settings_json(const ag_sml_e1_options *o, const char *base_dir) {
   const ag_sml_train_options *t = &o->train;
   return json_pack("{s:s, s:s, s:s, s:f, s:s, s:i, s:s, s:i, s:I, s:i, s:i, s:I, s:I}",
                    "experiment", "e1", "base", base_dir, "size", o->size ? o->size : "small",
@@ -77,9 +80,9 @@ static ag_status base_student(const ag_sml_e1_options *o, char *dir, bool *pretr
     strcpy(dir, o->base);
     return AG_OK;
   }
-  ag_status st = join(dir, o->out_dir, "base");
+  ag_status st = ag_sml_exp_join(dir, o->out_dir, "base");
   char path[PATH_BYTES];
-  if (!st) st = join(path, dir, "pretrain.json");
+  if (!st) st = ag_sml_exp_join(path, dir, "pretrain.json");
   if (st) return st;
   *pretrained = true;
   bool started = ag_file_exists(path);
@@ -113,7 +116,7 @@ static ag_status load_eval(const char *sml_dir, const char *which, const char *f
                            ag_sml_rollout **out, int64_t *n) {
   char dir[PATH_BYTES], path[PATH_BYTES];
   snprintf(dir, sizeof dir, "eval/%s/%s/transcripts.jsonl", which, family);
-  ag_status st = join(path, sml_dir, dir);
+  ag_status st = ag_sml_exp_join(path, sml_dir, dir);
   return st ? st : ag_sml_rollouts_load(path, out, n);
 }
 
@@ -193,7 +196,7 @@ static ag_status analyse(const char *sml_dir, int turns, ag_sml_e1_result *r) {
 
 /* ---- report ------------------------------------------------------------------------------- */
 
-static json_t *acc_json(const ag_sml_acc *a, int turns) {
+json_t *ag_sml_exp_acc_json(const ag_sml_acc *a, int turns) {
   json_t *v = json_array();
   for (int k = 0; k < turns; k++)
     json_array_append_new(v, isfinite(a->acc_at[k]) ? json_real(a->acc_at[k]) : json_null());
@@ -205,38 +208,32 @@ static json_t *comparison_json(const ag_sml_e1_result *d) {
   json_t *families = json_object();
   for (int f = 0; f < d->family_count; f++)
     json_object_set_new(families, d->families[f],
-                        json_pack("{s:o, s:o}", "base", acc_json(&d->base_family[f], d->turns),
-                                  "sml", acc_json(&d->sml_family[f], d->turns)));
-  return json_pack("{s:o, s:o, s:{s:o, s:o}, s:o}", "base", acc_json(&d->base, d->turns), "sml",
-                   acc_json(&d->sml, d->turns), "base_fails_at_1", "base",
-                   acc_json(&d->base_hard, d->turns), "sml", acc_json(&d->sml_hard, d->turns),
-                   "families", families);
+                        json_pack("{s:o, s:o}", "base",
+                                  ag_sml_exp_acc_json(&d->base_family[f], d->turns), "sml",
+                                  ag_sml_exp_acc_json(&d->sml_family[f], d->turns)));
+  return json_pack("{s:o, s:o, s:{s:o, s:o}, s:o}", "base", ag_sml_exp_acc_json(&d->base, d->turns),
+                   "sml", ag_sml_exp_acc_json(&d->sml, d->turns), "base_fails_at_1", "base",
+                   ag_sml_exp_acc_json(&d->base_hard, d->turns), "sml",
+                   ag_sml_exp_acc_json(&d->sml_hard, d->turns), "families", families);
 }
 
 /* dir/name opened for an atomic write; *f is its stream. */
-static ag_status open_in(const char *dir, const char *name, ag_atomic_file **af, FILE **f) {
+ag_status ag_sml_exp_open_in(const char *dir, const char *name, ag_atomic_file **af, FILE **f) {
   char path[PATH_BYTES];
-  ag_status st = join(path, dir, name);
+  ag_status st = ag_sml_exp_join(path, dir, name);
   if (!st) st = ag_atomic_open(path, af);
   if (!st) *f = ag_atomic_stream(*af);
   return st;
 }
 
 /* Saves v (consumed; NULL: out of memory) as dir/name. */
-static ag_status save_json_in(const char *dir, const char *name, json_t *v) {
+ag_status ag_sml_exp_save_json_in(const char *dir, const char *name, json_t *v) {
   char path[PATH_BYTES];
-  ag_status st = v ? join(path, dir, name) : ag_error_set(AG_ERR_NOMEM, "out of memory");
+  ag_status st = v ? ag_sml_exp_join(path, dir, name) : ag_error_set(AG_ERR_NOMEM, "out of memory");
   if (!st) st = ag_json_save(path, v);
   json_decref(v);
   return st;
 }
-
-/* The lines every experiment's plot.gp starts with. */
-#define PLOT_PREAMBLE                                                                              \
-  "set terminal svg size 900,420 dynamic noenhanced font 'Helvetica,12'\n"                         \
-  "set output 'acc_at.svg'\n"                                                                      \
-  "set datafile separator ','\n"                                                                   \
-  "set grid\n"
 
 static ag_status write_results(const char *dir, const ag_sml_e1_options *o, const char *base_dir,
                                const ag_sml_e1_result *r) {
@@ -247,12 +244,12 @@ static ag_status write_results(const char *dir, const ag_sml_e1_options *o, cons
   json_object_set_new(v, "experiment", json_string("e1"));
   json_object_set_new(v, "turns", json_integer(r->turns));
   json_object_set_new(v, "tasks", json_integer(r->base.tasks));
-  json_object_set_new(v, "settings", settings_json(o, base_dir));
+  json_object_set_new(v, "settings", ag_sml_exp_settings_json(o, base_dir));
   json_object_set_new(v, "seconds", json_real(r->seconds));
-  return save_json_in(dir, "results.json", v);
+  return ag_sml_exp_save_json_in(dir, "results.json", v);
 }
 
-static void fmt_acc(char *buf, size_t size, double v) {
+void ag_sml_exp_fmt_acc(char *buf, size_t size, double v) {
   if (isfinite(v))
     snprintf(buf, size, "%.3f", v);
   else
@@ -262,7 +259,7 @@ static void fmt_acc(char *buf, size_t size, double v) {
 static ag_status write_acc_csv(const char *dir, const ag_sml_e1_result *r) {
   ag_atomic_file *af = NULL;
   FILE *f = NULL;
-  ag_status st = open_in(dir, "acc_at.csv", &af, &f);
+  ag_status st = ag_sml_exp_open_in(dir, "acc_at.csv", &af, &f);
   if (st) return st;
   fprintf(f, "k,base,sml,base_fails_at_1_base,base_fails_at_1_sml\n");
   for (int k = 0; k < r->turns; k++)
@@ -274,7 +271,7 @@ static ag_status write_acc_csv(const char *dir, const ag_sml_e1_result *r) {
 static ag_status write_families_csv(const char *dir, const ag_sml_e1_result *r) {
   ag_atomic_file *af = NULL;
   FILE *f = NULL;
-  ag_status st = open_in(dir, "families.csv", &af, &f);
+  ag_status st = ag_sml_exp_open_in(dir, "families.csv", &af, &f);
   if (st) return st;
   int K = r->turns;
   fprintf(f, "family,tasks,base_acc_at_1,base_acc_at_%d,sml_acc_at_1,sml_acc_at_%d\n", K, K);
@@ -288,10 +285,10 @@ static ag_status write_families_csv(const char *dir, const ag_sml_e1_result *r) 
 static ag_status write_plot(const char *dir, const ag_sml_e1_result *r) {
   ag_atomic_file *af = NULL;
   FILE *f = NULL;
-  ag_status st = open_in(dir, "plot.gp", &af, &f);
+  ag_status st = ag_sml_exp_open_in(dir, "plot.gp", &af, &f);
   if (st) return st;
   fprintf(f,
-          "# Renders acc_at.svg from acc_at.csv: gnuplot plot.gp\n" PLOT_PREAMBLE
+          "# Renders acc_at.svg from acc_at.csv: gnuplot plot.gp\n" AG_SML_EXP_PLOT_PREAMBLE
           "set key top left\n"
           "set xlabel 'k (student turns)'\n"
           "set ylabel 'acc@k'\n"
@@ -313,7 +310,7 @@ static ag_status write_report(const char *dir, const ag_sml_e1_options *o, const
                               const ag_sml_e1_result *r) {
   ag_atomic_file *af = NULL;
   FILE *f = NULL;
-  ag_status st = open_in(dir, "report.md", &af, &f);
+  ag_status st = ag_sml_exp_open_in(dir, "report.md", &af, &f);
   if (st) return st;
   const ag_sml_train_options *t = &o->train;
   int K = r->turns;
@@ -331,10 +328,10 @@ static ag_status write_report(const char *dir, const ag_sml_e1_options *o, const
   fprintf(f, "| k | base | SML | base, hard tasks | SML, hard tasks |\n|---|---|---|---|---|\n");
   char a[16], b[16], c[16], d[16];
   for (int k = 0; k < K; k++) {
-    fmt_acc(a, sizeof a, r->base.acc_at[k]);
-    fmt_acc(b, sizeof b, r->sml.acc_at[k]);
-    fmt_acc(c, sizeof c, r->base_hard.acc_at[k]);
-    fmt_acc(d, sizeof d, r->sml_hard.acc_at[k]);
+    ag_sml_exp_fmt_acc(a, sizeof a, r->base.acc_at[k]);
+    ag_sml_exp_fmt_acc(b, sizeof b, r->sml.acc_at[k]);
+    ag_sml_exp_fmt_acc(c, sizeof c, r->base_hard.acc_at[k]);
+    ag_sml_exp_fmt_acc(d, sizeof d, r->sml_hard.acc_at[k]);
     fprintf(f, "| %d | %s | %s | %s | %s |\n", k + 1, a, b, c, d);
   }
   fprintf(f,
@@ -346,10 +343,10 @@ static ag_status write_report(const char *dir, const ag_sml_e1_options *o, const
           "|---|---|---|---|---|---|\n",
           K, K);
   for (int i = 0; i < r->family_count; i++) {
-    fmt_acc(a, sizeof a, r->base_family[i].acc_at[0]);
-    fmt_acc(b, sizeof b, r->base_family[i].acc_at[K - 1]);
-    fmt_acc(c, sizeof c, r->sml_family[i].acc_at[0]);
-    fmt_acc(d, sizeof d, r->sml_family[i].acc_at[K - 1]);
+    ag_sml_exp_fmt_acc(a, sizeof a, r->base_family[i].acc_at[0]);
+    ag_sml_exp_fmt_acc(b, sizeof b, r->base_family[i].acc_at[K - 1]);
+    ag_sml_exp_fmt_acc(c, sizeof c, r->sml_family[i].acc_at[0]);
+    ag_sml_exp_fmt_acc(d, sizeof d, r->sml_family[i].acc_at[K - 1]);
     fprintf(f, "| %s | %lld | %s | %s | %s | %s |\n", r->families[i],
             (long long)r->base_family[i].tasks, a, b, c, d);
   }
@@ -379,8 +376,8 @@ static ag_status write_report(const char *dir, const ag_sml_e1_options *o, const
 
 /* Checks shared by the experiments, the folder marker, and the base
  * student (pretrained when needed) into base_dir. */
-static ag_status prepare(const ag_sml_e1_options *o, const char *name, char *base_dir,
-                         bool *pretrained) {
+ag_status ag_sml_exp_prepare(const ag_sml_e1_options *o, const char *name, char *base_dir,
+                             bool *pretrained) {
   if (!o || !o->out_dir) return ag_error_set(AG_ERR_INVALID, "sml %s: no report folder", name);
   if (o->train.eval_tasks < 1)
     return ag_error_set(AG_ERR_INVALID, "sml %s: needs evaluation tasks (at least 1 per family)",
@@ -396,7 +393,7 @@ static ag_status prepare(const ag_sml_e1_options *o, const char *name, char *bas
   }
   if (st) return ag_error_wrap(st, "sml %s", name);
   char marker[PATH_BYTES];
-  st = join(marker, o->out_dir, "experiment.json");
+  st = ag_sml_exp_join(marker, o->out_dir, "experiment.json");
   if (!st && ag_file_exists(marker) && !o->resume)
     st = ag_error_set(AG_ERR_INVALID,
                       "sml %s: %s already holds an experiment: continue it with --resume, or "
@@ -405,7 +402,7 @@ static ag_status prepare(const ag_sml_e1_options *o, const char *name, char *bas
   if (!st) st = ag_mkdir_p(o->out_dir);
   if (!st) st = base_student(o, base_dir, pretrained);
   if (!st && !ag_file_exists(marker)) {
-    json_t *s = settings_json(o, base_dir);
+    json_t *s = ag_sml_exp_settings_json(o, base_dir);
     if (s) json_object_set_new(s, "experiment", json_string(name));
     st = s ? ag_json_save(marker, s) : ag_error_set(AG_ERR_NOMEM, "out of memory");
     json_decref(s);
@@ -425,8 +422,8 @@ static ag_status compare(const ag_sml_e1_options *o, const char *base_dir, const
     snprintf(r->families[f], sizeof r->families[f], "%s", parsed[f]->name);
   r->turns = o->train.eval_turns;
   char sml_dir[PATH_BYTES], state[PATH_BYTES];
-  st = join(sml_dir, o->out_dir, sub);
-  if (!st) st = join(state, sml_dir, "state.json");
+  st = ag_sml_exp_join(sml_dir, o->out_dir, sub);
+  if (!st) st = ag_sml_exp_join(state, sml_dir, "state.json");
   if (st) return st;
   ag_sml_train_options t = o->train;
   t.student = base_dir;
@@ -447,7 +444,7 @@ ag_status ag_sml_e1(const ag_sml_e1_options *o, ag_sml_e1_result *r) {
   memset(r, 0, sizeof *r);
   double started = ag_time_seconds();
   char base_dir[PATH_BYTES];
-  ag_status st = prepare(o, "e1", base_dir, &r->pretrained);
+  ag_status st = ag_sml_exp_prepare(o, "e1", base_dir, &r->pretrained);
   if (!st) st = compare(o, base_dir, "sml", o->train.families, o->train.eval_families, r);
   if (st) return ag_error_wrap(st, "sml e1");
   r->seconds = ag_time_seconds() - started;
@@ -480,12 +477,13 @@ static ag_status e2_write(const ag_sml_e1_options *o, const char *base_dir,
     json_object_set_new(d, "eval", json_string(E2_DIRECTIONS[i].eval));
     json_array_append_new(dirs, d);
   }
-  json_t *v = json_pack("{s:s, s:o, s:i, s:o, s:f}", "experiment", "e2", "directions", dirs,
-                        "turns", K, "settings", settings_json(o, base_dir), "seconds", r->seconds);
-  ag_status st = save_json_in(o->out_dir, "results.json", v);
+  json_t *v =
+      json_pack("{s:s, s:o, s:i, s:o, s:f}", "experiment", "e2", "directions", dirs, "turns", K,
+                "settings", ag_sml_exp_settings_json(o, base_dir), "seconds", r->seconds);
+  ag_status st = ag_sml_exp_save_json_in(o->out_dir, "results.json", v);
   ag_atomic_file *af = NULL;
   FILE *f = NULL;
-  if (!st) st = open_in(o->out_dir, "transfer.csv", &af, &f);
+  if (!st) st = ag_sml_exp_open_in(o->out_dir, "transfer.csv", &af, &f);
   if (!st) {
     fprintf(f, "direction,family,tasks,base_acc_at_1,base_acc_at_%d,sml_acc_at_1,sml_acc_at_%d\n",
             K, K);
@@ -499,7 +497,7 @@ static ag_status e2_write(const ag_sml_e1_options *o, const char *base_dir,
     }
     st = ag_atomic_commit(af);
   }
-  if (!st) st = open_in(o->out_dir, "acc_at.csv", &af, &f);
+  if (!st) st = ag_sml_exp_open_in(o->out_dir, "acc_at.csv", &af, &f);
   if (!st) {
     fprintf(f, "k,%s_base,%s_sml,%s_base,%s_sml\n", E2_DIRECTIONS[0].name, E2_DIRECTIONS[0].name,
             E2_DIRECTIONS[1].name, E2_DIRECTIONS[1].name);
@@ -509,10 +507,10 @@ static ag_status e2_write(const ag_sml_e1_options *o, const char *base_dir,
               r->direction[1].sml.acc_at[k]);
     st = ag_atomic_commit(af);
   }
-  if (!st) st = open_in(o->out_dir, "plot.gp", &af, &f);
+  if (!st) st = ag_sml_exp_open_in(o->out_dir, "plot.gp", &af, &f);
   if (!st) {
     fprintf(f,
-            "# Renders acc_at.svg from acc_at.csv: gnuplot plot.gp\n" PLOT_PREAMBLE
+            "# Renders acc_at.svg from acc_at.csv: gnuplot plot.gp\n" AG_SML_EXP_PLOT_PREAMBLE
             "set key top left\n"
             "set xlabel 'k (student turns)'\n"
             "set ylabel 'acc@k on the other domain'\n"
@@ -530,7 +528,7 @@ static ag_status e2_write(const ag_sml_e1_options *o, const char *base_dir,
             E2_DIRECTIONS[1].eval);
     st = ag_atomic_commit(af);
   }
-  if (!st) st = open_in(o->out_dir, "report.md", &af, &f);
+  if (!st) st = ag_sml_exp_open_in(o->out_dir, "report.md", &af, &f);
   if (st) return st;
   const ag_sml_train_options *t = &o->train;
   fprintf(f,
@@ -553,10 +551,10 @@ static ag_status e2_write(const ag_sml_e1_options *o, const char *base_dir,
     for (int k = 0; k <= x->family_count; k++) {
       const ag_sml_acc *ba = k < x->family_count ? &x->base_family[k] : &x->base;
       const ag_sml_acc *sa = k < x->family_count ? &x->sml_family[k] : &x->sml;
-      fmt_acc(a, sizeof a, ba->acc_at[0]);
-      fmt_acc(b, sizeof b, ba->acc_at[K - 1]);
-      fmt_acc(c, sizeof c, sa->acc_at[0]);
-      fmt_acc(d, sizeof d, sa->acc_at[K - 1]);
+      ag_sml_exp_fmt_acc(a, sizeof a, ba->acc_at[0]);
+      ag_sml_exp_fmt_acc(b, sizeof b, ba->acc_at[K - 1]);
+      ag_sml_exp_fmt_acc(c, sizeof c, sa->acc_at[0]);
+      ag_sml_exp_fmt_acc(d, sizeof d, sa->acc_at[K - 1]);
       fprintf(f, "| %s | %s | %lld | %s | %s | %s | %s |\n", E2_DIRECTIONS[i].name,
               k < x->family_count ? x->families[k] : "**all**", (long long)ba->tasks, a, b, c, d);
     }
@@ -581,7 +579,7 @@ ag_status ag_sml_e2(const ag_sml_e1_options *o, ag_sml_e2_result *r) {
   memset(r, 0, sizeof *r);
   double started = ag_time_seconds();
   char base_dir[PATH_BYTES];
-  ag_status st = prepare(o, "e2", base_dir, &r->pretrained);
+  ag_status st = ag_sml_exp_prepare(o, "e2", base_dir, &r->pretrained);
   for (int i = 0; i < AG_SML_E2_DIRECTIONS && !st; i++) {
     r->names[i] = E2_DIRECTIONS[i].name;
     r->train[i] = E2_DIRECTIONS[i].train;
@@ -599,50 +597,67 @@ ag_status ag_sml_e2(const ag_sml_e1_options *o, ag_sml_e2_result *r) {
 
 /* ---- E3 ----------------------------------------------------------------------------------- */
 
-#define E3_BATCH 32 /* dialogues decoded together */
+#define EVAL_BATCH 32 /* dialogues decoded together */
 
-/* One student (a model folder) on every family's sharded held-out tasks. */
-static ag_status e3_evaluate(const ag_sml_e1_options *o, const char *model_dir, const char *name,
-                             ag_sml_e3_result *r, ag_sml_e3_student *s) {
-  ag_chat_model *chat = NULL;
+/* A chat model for an experiment's evaluation: batched, truncating long
+ * dialogues to their latest turns as sml train does. */
+static ag_status open_chat(const char *spec, ag_chat_model **out) {
   ag_chat_model_options co = ag_chat_model_defaults();
-  co.max_batch = E3_BATCH;
-  co.truncate = true; /* long dialogues keep their latest turns, as in sml train */
-  ag_status st = ag_chat_model_open(model_dir, &co, &chat);
-  if (st) return ag_error_wrap(st, "sml e3: opening %s", model_dir);
+  co.max_batch = EVAL_BATCH;
+  co.concurrency = EVAL_BATCH;
+  co.truncate = true;
+  ag_status st = ag_chat_model_open(spec, &co, out);
+  return st ? ag_error_wrap(st, "opening %s", spec) : AG_OK;
+}
+
+ag_status ag_sml_exp_evaluate(const ag_sml_e1_options *o, const char *model_dir, const char *sub,
+                              const ag_sml_exp_condition *c, const char (*families)[16],
+                              int family_count, ag_sml_eval_stats *s) {
+  ag_chat_model *chat = NULL, *teacher = NULL;
+  ag_status st = open_chat(model_dir, &chat);
+  if (!st && c->teacher_model) st = open_chat(c->teacher_model, &teacher);
   int K = o->train.eval_turns;
   int64_t n = o->train.eval_tasks, solved[AG_SML_TRAIN_MAX_TURNS] = {0};
-  s->name = name;
-  for (int f = 0; f < r->family_count && !st; f++) {
+  for (int f = 0; f < family_count && !st; f++) {
     const ag_task_family *fam = NULL;
-    st = ag_task_family_get(r->families[f], &fam);
-    int level = o->train.level > 0
+    st = ag_task_family_get(families[f], &fam);
+    int level = st ? 0
+                : o->train.level > 0
                     ? (o->train.level < fam->max_level ? o->train.level : fam->max_level)
                     : fam->default_level;
     ag_task *tasks = st ? NULL : calloc((size_t)n, sizeof *tasks);
     if (!st && !tasks) st = ag_error_set(AG_ERR_NOMEM, "out of memory");
     for (int64_t i = 0; i < n && !st; i++)
-      st = ag_task_generate(fam->name, level, AG_SML_EVAL_SEED, i, true, &tasks[i]);
-    char dir[PATH_BYTES], sub[PATH_BYTES];
-    snprintf(sub, sizeof sub, "eval/%s/%s", name, fam->name);
-    if (!st) st = join(dir, o->out_dir, sub);
+      st = ag_task_generate(fam->name, level, AG_SML_EVAL_SEED, i, c->sharded, &tasks[i]);
+    char dir[PATH_BYTES], rel[PATH_BYTES];
+    if (!st && snprintf(rel, sizeof rel, "%s/%s", sub, fam->name) >= (int)sizeof rel)
+      st = ag_error_set(AG_ERR_INVALID, "path too long: %s", sub);
+    if (!st) st = ag_sml_exp_join(dir, o->out_dir, rel);
     ag_teach_metrics m;
+    ag_teacher_stats ts;
     memset(&m, 0, sizeof m);
+    memset(&ts, 0, sizeof ts);
     if (!st) {
       ag_teach_options t = ag_teach_defaults();
       t.student = chat;
       t.teacher.phrasing = AG_PHRASING_HELDOUT;
+      t.teacher.level = c->level;
+      t.teacher.model = teacher;
+      t.teacher.params.sampling.temperature = AG_SML_EXP_TEACHER_TEMPERATURE;
+      t.teacher.params.max_tokens = o->train.max_tokens;
+      t.teacher.params.seed = AG_SML_EVAL_SEED;
       t.student_params.sampling.temperature = o->train.eval_temperature;
       t.student_params.seed = AG_SML_EVAL_SEED;
       t.student_params.max_tokens = o->train.max_tokens;
       t.system_prompt = o->train.system_prompt ? o->train.system_prompt : ag_sml_system_prompt();
       t.turns = K;
-      t.sharded = true;
+      t.sharded = c->sharded;
+      t.self_teach = c->self_teach;
       t.out_dir = dir;
       t.resume = true; /* a killed experiment continues its dialogues */
-      t.batch = E3_BATCH;
+      t.batch = EVAL_BATCH;
       t.seed = AG_SML_EVAL_SEED;
-      st = ag_teach_eval(&t, tasks, n, &m, NULL);
+      st = ag_teach_eval(&t, tasks, n, &m, &ts);
     }
     if (!st) {
       for (int k = 0; k < K; k++) solved[k] += (int64_t)llround(m.acc_at[k] * (double)m.n);
@@ -651,13 +666,17 @@ static ag_status e3_evaluate(const ag_sml_e1_options *o, const char *model_dir, 
       s->premature += (int64_t)llround(m.premature_answer_rate * (double)m.attempts);
       s->student_turns += m.student_turns;
       s->questions += (int64_t)llround(m.question_rate * (double)m.student_turns);
+      s->teacher_messages += ts.messages;
+      s->teacher_rejected += ts.rejected;
+      s->teacher_fallbacks += ts.fallbacks;
     }
     ag_teach_metrics_clear(&m);
     for (int64_t i = 0; tasks && i < n; i++) ag_task_clear(&tasks[i]);
     free(tasks);
   }
-  ag_chat_model_close(chat);
-  if (st) return ag_error_wrap(st, "sml e3: evaluating %s", name);
+  if (teacher) ag_chat_model_close(teacher);
+  if (chat) ag_chat_model_close(chat);
+  if (st) return ag_error_wrap(st, "evaluating %s", model_dir);
   for (int k = 0; k < K; k++)
     s->acc.acc_at[k] = s->acc.tasks ? (double)solved[k] / (double)s->acc.tasks : NAN;
   s->premature_rate = s->attempts ? (double)s->premature / (double)s->attempts : 0;
@@ -665,13 +684,28 @@ static ag_status e3_evaluate(const ag_sml_e1_options *o, const char *model_dir, 
   return AG_OK;
 }
 
+ag_status ag_sml_exp_train(const ag_sml_e1_options *o, const char *base_dir, ag_sml_train_options t,
+                           const char *dir) {
+  char state[PATH_BYTES];
+  ag_status st = ag_sml_exp_join(state, dir, "state.json");
+  if (st) return st;
+  t.student = base_dir;
+  t.out_dir = dir;
+  t.eval_tasks = 0; /* the experiment evaluates */
+  t.resume = ag_file_exists(state);
+  t.progress = o->progress;
+  ag_sml_train_result tr;
+  st = ag_sml_train(&t, &tr);
+  return st ? ag_error_wrap(st, "the SML run in %s", dir) : AG_OK;
+}
+
 static ag_status e3_write(const ag_sml_e1_options *o, const char *base_dir,
                           const ag_sml_e3_result *r) {
   int K = r->turns;
   json_t *students = json_object();
   for (int i = 0; i < AG_SML_E3_STUDENTS; i++) {
-    const ag_sml_e3_student *s = &r->students[i];
-    json_t *v = acc_json(&s->acc, K);
+    const ag_sml_eval_stats *s = &r->students[i];
+    json_t *v = ag_sml_exp_acc_json(&s->acc, K);
     json_object_set_new(v, "premature_answer_rate", json_real(s->premature_rate));
     json_object_set_new(v, "question_rate", json_real(s->question_rate));
     json_object_set_new(v, "attempts", json_integer(s->attempts));
@@ -686,25 +720,25 @@ static ag_status e3_write(const ag_sml_e1_options *o, const char *base_dir,
   json_t *v =
       json_pack("{s:s, s:o, s:o, s:i, s:I, s:o, s:f}", "experiment", "e3", "students", students,
                 "families", fams, "turns", K, "tasks", (json_int_t)r->students[0].acc.tasks,
-                "settings", settings_json(o, base_dir), "seconds", r->seconds);
-  ag_status st = save_json_in(o->out_dir, "results.json", v);
+                "settings", ag_sml_exp_settings_json(o, base_dir), "seconds", r->seconds);
+  ag_status st = ag_sml_exp_save_json_in(o->out_dir, "results.json", v);
   ag_atomic_file *af = NULL;
   FILE *f = NULL;
-  if (!st) st = open_in(o->out_dir, "e3.csv", &af, &f);
+  if (!st) st = ag_sml_exp_open_in(o->out_dir, "e3.csv", &af, &f);
   if (!st) {
     fprintf(f,
             "student,tasks,acc_at_1,acc_at_%d,premature_answer_rate,question_rate,attempts,"
             "student_turns\n",
             K);
     for (int i = 0; i < AG_SML_E3_STUDENTS; i++) {
-      const ag_sml_e3_student *s = &r->students[i];
+      const ag_sml_eval_stats *s = &r->students[i];
       fprintf(f, "%s,%lld,%.6f,%.6f,%.6f,%.6f,%lld,%lld\n", s->name, (long long)s->acc.tasks,
               s->acc.acc_at[0], s->acc.acc_at[K - 1], s->premature_rate, s->question_rate,
               (long long)s->attempts, (long long)s->student_turns);
     }
     st = ag_atomic_commit(af);
   }
-  if (!st) st = open_in(o->out_dir, "acc_at.csv", &af, &f);
+  if (!st) st = ag_sml_exp_open_in(o->out_dir, "acc_at.csv", &af, &f);
   if (!st) {
     fprintf(f, "k,base,sml,sml_qp\n");
     for (int k = 0; k < K; k++)
@@ -712,10 +746,11 @@ static ag_status e3_write(const ag_sml_e1_options *o, const char *base_dir,
               r->students[1].acc.acc_at[k], r->students[2].acc.acc_at[k]);
     st = ag_atomic_commit(af);
   }
-  if (!st) st = open_in(o->out_dir, "plot.gp", &af, &f);
+  if (!st) st = ag_sml_exp_open_in(o->out_dir, "plot.gp", &af, &f);
   if (!st) {
     fprintf(f,
-            "# Renders acc_at.svg from acc_at.csv and e3.csv: gnuplot plot.gp\n" PLOT_PREAMBLE
+            "# Renders acc_at.svg from acc_at.csv and e3.csv: gnuplot "
+            "plot.gp\n" AG_SML_EXP_PLOT_PREAMBLE
             "set multiplot layout 1,2 title 'E3: underspecified (sharded) held-out tasks'\n"
             "set key top left\n"
             "set xlabel 'k (student turns)'\n"
@@ -738,7 +773,7 @@ static ag_status e3_write(const ag_sml_e1_options *o, const char *base_dir,
             K);
     st = ag_atomic_commit(af);
   }
-  if (!st) st = open_in(o->out_dir, "report.md", &af, &f);
+  if (!st) st = ag_sml_exp_open_in(o->out_dir, "report.md", &af, &f);
   if (st) return st;
   const ag_sml_train_options *t = &o->train;
   fprintf(f,
@@ -763,19 +798,19 @@ static ag_status e3_write(const ag_sml_e1_options *o, const char *base_dir,
           K);
   char a[16], b[16];
   for (int i = 0; i < AG_SML_E3_STUDENTS; i++) {
-    const ag_sml_e3_student *s = &r->students[i];
-    fmt_acc(a, sizeof a, s->acc.acc_at[0]);
-    fmt_acc(b, sizeof b, s->acc.acc_at[K - 1]);
+    const ag_sml_eval_stats *s = &r->students[i];
+    ag_sml_exp_fmt_acc(a, sizeof a, s->acc.acc_at[0]);
+    ag_sml_exp_fmt_acc(b, sizeof b, s->acc.acc_at[K - 1]);
     fprintf(f,
             "| %s | %lld | %s | %s | %.3f (%lld of %lld attempts) | %.3f (%lld of %lld turns) |\n",
             s->name, (long long)s->acc.tasks, a, b, s->premature_rate, (long long)s->premature,
             (long long)s->attempts, s->question_rate, (long long)s->questions,
             (long long)s->student_turns);
   }
-  const ag_sml_e3_student *base = &r->students[0];
+  const ag_sml_eval_stats *base = &r->students[0];
   fprintf(f, "\nVerdict at this scale, against the base student:\n\n");
   for (int i = 1; i < AG_SML_E3_STUDENTS; i++) {
-    const ag_sml_e3_student *s = &r->students[i];
+    const ag_sml_eval_stats *s = &r->students[i];
     fprintf(f,
             "- %s: premature answers %s (%.3f vs %.3f), questions %s (%.3f vs %.3f), acc@%d "
             "%s (%.3f vs %.3f).\n",
@@ -798,7 +833,7 @@ ag_status ag_sml_e3(const ag_sml_e1_options *o, ag_sml_e3_result *r) {
     return ag_error_set(AG_ERR_INVALID,
                         "sml e3: evaluates fine-tuned model folders; LoRA runs are not supported");
   char base_dir[PATH_BYTES], dirs[AG_SML_E3_STUDENTS][PATH_BYTES];
-  ag_status st = prepare(o, "e3", base_dir, &r->pretrained);
+  ag_status st = ag_sml_exp_prepare(o, "e3", base_dir, &r->pretrained);
   if (st) return ag_error_wrap(st, "sml e3");
   const ag_task_family *parsed[AG_SML_MAX_FAMILIES];
   st = ag_sml_parse_families(o->train.eval_families ? o->train.eval_families : o->train.families,
@@ -809,23 +844,21 @@ ag_status ag_sml_e3(const ag_sml_e1_options *o, ag_sml_e3_result *r) {
   static const char *const names[AG_SML_E3_STUDENTS] = {"base", "sml", "sml-qp"};
   snprintf(dirs[0], PATH_BYTES, "%s", base_dir);
   for (int i = 1; i < AG_SML_E3_STUDENTS && !st; i++) {
-    st = join(dirs[i], o->out_dir, names[i]);
-    char state[PATH_BYTES];
-    if (!st) st = join(state, dirs[i], "state.json");
+    st = ag_sml_exp_join(dirs[i], o->out_dir, names[i]);
     if (st) break;
     ag_sml_train_options t = o->train;
-    t.student = base_dir;
-    t.out_dir = dirs[i];
     t.q_priming = i == 2;
-    t.eval_tasks = 0; /* evaluated below, on the sharded tasks */
-    t.resume = ag_file_exists(state);
-    t.progress = o->progress;
     ag_info("sml e3: SML%s into %s", t.q_priming ? " with question priming" : "", dirs[i]);
-    ag_sml_train_result tr;
-    st = ag_sml_train(&t, &tr);
+    st = ag_sml_exp_train(o, base_dir, t, dirs[i]);
   }
-  for (int i = 0; i < AG_SML_E3_STUDENTS && !st; i++)
-    st = e3_evaluate(o, dirs[i], names[i], r, &r->students[i]);
+  const ag_sml_exp_condition sharded = {.sharded = true, .level = AG_FEEDBACK_DIRECTIONAL};
+  for (int i = 0; i < AG_SML_E3_STUDENTS && !st; i++) {
+    char sub[64];
+    snprintf(sub, sizeof sub, "eval/%s", names[i]);
+    r->students[i].name = names[i];
+    st = ag_sml_exp_evaluate(o, dirs[i], sub, &sharded, (const char(*)[16])r->families,
+                             r->family_count, &r->students[i]);
+  }
   if (st) return ag_error_wrap(st, "sml e3");
   r->seconds = ag_time_seconds() - started;
   st = e3_write(o, base_dir, r);

@@ -38,6 +38,11 @@ struct ag_lm_data {
   char *train_names[AG_LM_MAX_TRAIN_NAMES];
   int n_train_names;
   int32_t eos_id; /* appended to every text document (-1: none) */
+  /* The template's generation prompt ends in a space ("assistant: "): chat
+   * models leave it out of the prompt for the model to write (byte-level BPE
+   * joins it to the reply's first word), so a trained turn's targets start
+   * at that space, not after it. */
+  bool prompt_space;
 
   int32_t *stream; /* text documents, concatenated */
   int64_t stream_len, stream_cap;
@@ -136,6 +141,14 @@ ag_status ag_lm_data_create(const ag_tokenizer *tok, const ag_lm_data_options *o
     d->chat_template = o->chat_template;
   else
     st = ag_chat_template_by_family(AG_CHAT_PLAIN, &d->chat_template);
+  if (!st) {
+    ag_chat_message probe = {"user", "", NULL};
+    ag_chat_render_options ro = {.add_generation_prompt = true};
+    char *text = NULL;
+    st = ag_chat_render(d->chat_template, &probe, 1, &ro, &text);
+    d->prompt_space = !st && text && text[0] && text[strlen(text) - 1] == ' ';
+    free(text);
+  }
   if (!st) st = special_text(tok, AG_TOK_BOS, o->bos_token, &d->bos_token);
   if (!st) st = special_text(tok, AG_TOK_EOS, o->eos_token, &d->eos_token);
   for (int i = 0; i < o->n_train_names && !st; i++) {
@@ -231,8 +244,9 @@ ag_status ag_lm_data_add_chat(ag_lm_data *d, const ag_chat_message *messages, in
   bool any_target = false;
   for (int i = 0; i < n && !st; i++) {
     if (!is_trained(d, &messages[i]) || spans[i].begin < 0) continue;
-    int64_t first, last;
-    st = shared_prefix(d, text, spans[i].begin, &full, &first);
+    int64_t first, last, begin = spans[i].begin;
+    if (d->prompt_space && begin > 0 && text[begin - 1] == ' ') begin--;
+    st = shared_prefix(d, text, begin, &full, &first);
     if (!st) {
       if (spans[i].turn_end >= text_bytes)
         last = full.count;

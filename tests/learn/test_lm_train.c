@@ -109,7 +109,10 @@ static void token_offsets(const ag_tokenizer *tok, const int32_t *ids, int64_t n
 }
 
 /* The hand-made mask: token j is trained when its bytes overlap a trained
- * message's content and end-of-turn marker, [begin, turn_end). */
+ * message's content and end-of-turn marker, [begin, turn_end), where begin
+ * takes in the space before the content when the template's generation
+ * prompt ends in one (plain's "assistant: ": chat models leave it for the
+ * model to write). */
 static void hand_mask(const ag_tokenizer *tok, const ag_chat_template *tpl,
                       const ag_chat_message *m, int n, const bool *trained, const int32_t *ids,
                       int64_t count, bool *mask) {
@@ -126,10 +129,19 @@ static void hand_mask(const ag_tokenizer *tok, const ag_chat_template *tpl,
   int64_t *off = malloc((size_t)(count + 1) * sizeof(int64_t));
   token_offsets(tok, ids, count, off);
   CHECK(text && off[count] == (int64_t)strlen(text)); /* the window is the whole chat */
+  ag_chat_message probe = {"user", "", NULL};
+  ag_chat_render_options gp = {.add_generation_prompt = true};
+  char *prompt = NULL;
+  CHECK_OK(ag_chat_render(tpl, &probe, 1, &gp, &prompt));
+  bool space = prompt && prompt[0] && prompt[strlen(prompt) - 1] == ' ';
+  free(prompt);
   for (int64_t j = 0; j < count; j++) {
     mask[j] = false;
-    for (int i = 0; i < n; i++)
-      if (trained[i] && off[j + 1] > spans[i].begin && off[j] < spans[i].turn_end) mask[j] = true;
+    for (int i = 0; i < n; i++) {
+      int64_t begin = spans[i].begin;
+      if (space && begin > 0 && text[begin - 1] == ' ') begin--;
+      if (trained[i] && off[j + 1] > begin && off[j] < spans[i].turn_end) mask[j] = true;
+    }
   }
   free(off);
   free(text);

@@ -260,7 +260,9 @@ static char *spaced_moves(const ag_task *task, const char *answer) {
  * first word (` A`). A turn that starts with a letter would then begin
  * with a token the model never sees at evaluation. The newline is a token
  * of its own (the tokenizer isolates it), so every trained turn starts
- * `: `, ` `, `\n` exactly as the evaluation prompt ends. */
+ * `:`, ` `, `\n`: the prompt ends at `:` and the model writes ` ` (a target
+ * of the chat mask, which starts at the prompt's left-out space) and the
+ * rest. */
 static char *student_solution(const ag_task *task) {
   const char *sol = task->solution ? task->solution : "";
   const char *last = strstr(sol, "Answer: ");

@@ -113,6 +113,10 @@ typedef struct ag_classify_config {
   ag_lr_schedule schedule;
   int64_t limit; /* train on the first `limit` examples; 0: all */
   uint64_t seed; /* initial weights; data order of epoch e is shuffle(ag_rng_seed2(seed, e)) */
+  /* Augmentation: each training image mirrored left to right with
+   * probability 1/2, drawn from (seed, update number), so that a restart
+   * from any epoch replays it exactly. Off by default. */
+  bool flip;
 } ag_classify_config;
 
 /* The recommended settings for `kind` (optimizer, epochs, batch size,

@@ -60,7 +60,7 @@ static void defaults_epilog(char *buf, size_t size) {
 static int cmd_train(int argc, char **argv) {
   ag_common_flags common = {0};
   const char *data = "fashion-mnist", *data_dir = NULL, *model_name = NULL, *out = NULL;
-  const char *optimizer = NULL, *schedule = "cosine", *from_dir = NULL;
+  const char *optimizer = NULL, *schedule = "cosine", *from_dir = NULL, *augment = "none";
   int epochs = 0, from_epoch = 0;
   int64_t batch_size = 0, limit = 0;
   int64_t eval_batch_size = ag_classify_defaults(AG_VISION_MLP).eval_batch_size;
@@ -139,6 +139,11 @@ static int cmd_train(int argc, char **argv) {
        .value = &schedule,
        .choices = "cosine|constant",
        .help = "learning-rate schedule over all epochs"},
+      {.name = "augment",
+       .type = AG_FLAG_CHOICE,
+       .value = &augment,
+       .choices = "none|flip",
+       .help = "flip: mirror each training image left to right with probability 1/2"},
       {.name = "limit",
        .type = AG_FLAG_INT64,
        .value = &limit,
@@ -201,6 +206,7 @@ static int cmd_train(int argc, char **argv) {
   snprintf(cfg.data, sizeof cfg.data, "%s", data);
   cfg.seed = common.seed;
   cfg.schedule = !strcmp(schedule, "constant") ? AG_LR_CONSTANT : AG_LR_COSINE;
+  cfg.flip = !strcmp(augment, "flip");
   if (ag_args_find(&cmd, "epochs")->seen) cfg.epochs = epochs;
   if (ag_args_find(&cmd, "batch-size")->seen) cfg.batch_size = batch_size;
   if (ag_args_find(&cmd, "eval-batch-size")->seen) cfg.eval_batch_size = eval_batch_size;

@@ -31,6 +31,7 @@
 /* Keeps the dropout stream of update s apart from the data-order stream of
  * epoch e, which both derive from the run's seed. */
 #define DROPOUT_SEED_SALT 0x64726f706f7574ULL /* "dropout" */
+#define FLIP_SEED_SALT    0x666c6970ULL       /* "flip" */
 /* Evaluation batches: big enough for sgemm, small enough that the CNN's
  * im2col buffers stay near 250 MB. */
 #define DEFAULT_EVAL_BATCH 250
@@ -131,13 +132,13 @@ static const char *schedule_name(ag_lr_schedule s) {
 }
 
 static json_t *config_to_json(const ag_classify_config *c) {
-  return json_pack("{s:s, s:s, s:i, s:I, s:I, s:s, s:f, s:f, s:f, s:s, s:I, s:I}", "model",
-                   ag_vision_model_name(c->model), "data", c->data, "epochs", c->epochs,
-                   "batch_size", (json_int_t)c->batch_size, "eval_batch_size",
-                   (json_int_t)c->eval_batch_size, "optimizer", optimizer_name(c->optimizer), "lr",
-                   (double)c->lr, "momentum", (double)c->momentum, "weight_decay",
-                   (double)c->weight_decay, "schedule", schedule_name(c->schedule), "limit",
-                   (json_int_t)c->limit, "seed", (json_int_t)c->seed);
+  return json_pack(
+      "{s:s, s:s, s:i, s:I, s:I, s:s, s:f, s:f, s:f, s:s, s:I, s:I, s:s}", "model",
+      ag_vision_model_name(c->model), "data", c->data, "epochs", c->epochs, "batch_size",
+      (json_int_t)c->batch_size, "eval_batch_size", (json_int_t)c->eval_batch_size, "optimizer",
+      optimizer_name(c->optimizer), "lr", (double)c->lr, "momentum", (double)c->momentum,
+      "weight_decay", (double)c->weight_decay, "schedule", schedule_name(c->schedule), "limit",
+      (json_int_t)c->limit, "seed", (json_int_t)c->seed, "augment", c->flip ? "flip" : "none");
 }
 
 static json_t *metrics_to_json(const ag_classify_metrics *m) {
@@ -194,6 +195,13 @@ static void config_from_json(json_reader *r, json_t *o, ag_classify_config *c) {
   c->schedule = !strcmp(field_string(r, o, "schedule"), "cosine") ? AG_LR_COSINE : AG_LR_CONSTANT;
   c->limit = field_int(r, o, "limit");
   c->seed = (uint64_t)field_int(r, o, "seed");
+  /* Runs written before augmentation existed have no "augment": none. */
+  const json_t *augment = json_object_get(o, "augment");
+  c->flip = json_is_string(augment) && !strcmp(json_string_value(augment), "flip");
+  if (!r->status && augment && !c->flip &&
+      !(json_is_string(augment) && !strcmp(json_string_value(augment), "none")))
+    r->status =
+        ag_error_set(AG_ERR_FORMAT, "%s: \"augment\" must be \"none\" or \"flip\"", r->path);
   if (!r->status && (c->epochs <= 0 || c->batch_size <= 0 || c->eval_batch_size <= 0))
     r->status = ag_error_set(AG_ERR_FORMAT, "%s: epochs and batch sizes must be positive", r->path);
 }
@@ -253,6 +261,8 @@ static ag_status check_same_config(const ag_classify_config *want, const ag_clas
           (long long)have->limit)
   DIFFERS("seed", want->seed != have->seed, "%llu", (unsigned long long)want->seed,
           (unsigned long long)have->seed)
+  DIFFERS("augment", want->flip != have->flip, "%s", want->flip ? "flip" : "none",
+          have->flip ? "flip" : "none")
   /* The cosine schedule spans all epochs: only a constant one may grow. */
   DIFFERS("epochs", want->epochs != have->epochs && want->schedule != AG_LR_CONSTANT, "%d",
           want->epochs, have->epochs)
@@ -596,6 +606,22 @@ static ag_status trainer_init(trainer *tr, const ag_classify_config *c,
   return AG_OK;
 }
 
+/* Mirrors each of n images (C x H x W) left to right with probability 1/2. */
+static void flip_images(float *x, int64_t n, int64_t channels, int64_t height, int64_t width,
+                        ag_rng *rng) {
+  for (int64_t i = 0; i < n; i++) {
+    if (ag_rng_below(rng, 2) == 0) continue;
+    for (int64_t r = 0; r < channels * height; r++) {
+      float *row = x + (i * channels * height + r) * width;
+      for (int64_t a = 0, b = width - 1; a < b; a++, b--) {
+        float v = row[a];
+        row[a] = row[b];
+        row[b] = v;
+      }
+    }
+  }
+}
+
 /* One pass over the training examples in the order of (seed, epoch);
  * returns the mean training loss in *loss. */
 static ag_status train_epoch(trainer *tr, int epoch, double *loss, double *last_lr) {
@@ -621,6 +647,11 @@ static ag_status train_epoch(trainer *tr, int epoch, double *loss, double *last_
       int64_t src = tr->order[start + i];
       memcpy(tr->batch_x + i * example, d->images + src * example, (size_t)example * sizeof(float));
       tr->batch_y[i] = d->labels[src];
+    }
+    if (c->flip) {
+      ag_rng flip_rng;
+      ag_rng_seed2(&flip_rng, c->seed ^ FLIP_SEED_SALT, (uint64_t)tr->optim->step);
+      flip_images(tr->batch_x, n, d->channels, d->height, d->width, &flip_rng);
     }
     ag_tape_reset(t);
     ag_rng_seed2(ag_tape_rng(t), c->seed ^ DROPOUT_SEED_SALT, (uint64_t)tr->optim->step);

@@ -288,6 +288,38 @@ TEST(from_epoch_retrains_later_epochs_exactly) {
   teardown(&f);
 }
 
+/* Flip augmentation: training changes (the images differ), it is
+ * replayed exactly from any epoch, and a run cannot continue with the
+ * other setting. */
+TEST(flip_augmentation_changes_training_and_replays_from_any_epoch) {
+  fixture f = setup();
+  const char *plain = run_dir("flip-off"), *a = run_dir("flip-a"), *b = run_dir("flip-b");
+  ag_classify_metrics off, on, again;
+  CHECK_OK(train(&f, plain, false, 0, NULL, &off));
+  f.cfg.flip = true;
+  CHECK_OK(train(&f, a, false, 0, NULL, &on));
+  CHECK(on.epoch == EPOCHS && on.train_loss != off.train_loss);
+  CHECK_OK(train(&f, b, false, EPOCHS - 1, a, &again));
+  CHECK(again.train_loss == on.train_loss && again.test_acc == on.test_acc);
+  char ea[700], eb[700];
+  epoch_dir(a, EPOCHS, ea, sizeof ea);
+  epoch_dir(b, EPOCHS, eb, sizeof eb);
+  CHECK(same_tensors(ea, eb, "model.safetensors"));
+  /* the setting is part of the run: state.json says so, and continuing
+   * without it is refused with both values named */
+  size_t bytes = 0;
+  char state_rel[64];
+  snprintf(state_rel, sizeof state_rel, "epoch-%03d/state.json", EPOCHS);
+  char *state = slurp(a, state_rel, &bytes);
+  CHECK_MSG(state && strstr(state, "\"augment\": \"flip\""), "%s", state ? state : "(none)");
+  free(state);
+  f.cfg.flip = false;
+  CHECK(train(&f, b, false, EPOCHS - 1, a, &again) == AG_ERR_INVALID);
+  CHECK_MSG(strstr(ag_error_message(), "augment") && strstr(ag_error_message(), "flip"), "%s",
+            ag_error_message());
+  teardown(&f);
+}
+
 TEST(evaluating_a_checkpoint_gives_its_test_accuracy) {
   fixture f = setup();
   const char *dir = run_dir("eval");
@@ -369,6 +401,7 @@ int main(void) {
   RUN(resume_after_an_interruption_is_bit_identical);
   RUN(adamw_run_extended_under_a_constant_schedule_matches_a_longer_run);
   RUN(from_epoch_retrains_later_epochs_exactly);
+  RUN(flip_augmentation_changes_training_and_replays_from_any_epoch);
   RUN(evaluating_a_checkpoint_gives_its_test_accuracy);
   RUN(a_fresh_run_refuses_a_folder_with_checkpoints);
   RUN(missing_or_truncated_checkpoints_are_clear_errors);

@@ -122,6 +122,15 @@ void ag_sml_rollout_clear(ag_sml_rollout *r);
  * *out malloc'd (clear each). */
 ag_status ag_sml_rollouts_load(const char *path, ag_sml_rollout **out, int64_t *count);
 
+/* The name of the teacher's opening turn in training dialogues. */
+#define AG_SML_OPENING_NAME "problem"
+/* Renames the rollout's first "teacher" message (the opening turn, which
+ * states the problem) to AG_SML_OPENING_NAME: feedback prediction
+ * (train_names "student,teacher") learns the teacher's critiques, not the
+ * problems, which no public context predicts. Training does this to every
+ * rollout. */
+ag_status ag_sml_rollout_name_opening(ag_sml_rollout *r);
+
 /* A clarifying question for task at student turn `turn` (1-based) written
  * from the teacher's private knowledge, and the teacher's reply to it.
  * Sharded tasks: the question names the words of the first hidden required

@@ -130,6 +130,27 @@ TEST(priming_on_a_sharded_task_asks_for_a_hidden_shard) {
 
 /* ---- bad options -------------------------------------------------------------------------- */
 
+/* Feedback prediction trains on the teacher's critiques, not on the opening
+ * turn that states the problem: training renames the opening. */
+TEST(the_opening_teacher_turn_is_renamed_for_training) {
+  static const char *const roles[] = {"system", "user", "assistant", "user", "assistant"};
+  static const char *const names[] = {NULL, "teacher", "student", "teacher", "student"};
+  ag_sml_rollout r = {0};
+  r.messages = calloc(5, sizeof *r.messages);
+  for (int i = 0; i < 5; i++)
+    r.messages[i] =
+        (ag_chat_message){strdup(roles[i]), strdup("text"), names[i] ? strdup(names[i]) : NULL};
+  r.count = 5;
+  CHECK_OK(ag_sml_rollout_name_opening(&r));
+  CHECK(r.messages[0].name == NULL);
+  CHECK(!strcmp(r.messages[1].name, AG_SML_OPENING_NAME));
+  CHECK(!strcmp(r.messages[2].name, "student") && !strcmp(r.messages[3].name, "teacher"));
+  /* a dialogue without a teacher turn is left as it is */
+  ag_sml_rollout none = {0};
+  CHECK_OK(ag_sml_rollout_name_opening(&none));
+  ag_sml_rollout_clear(&r);
+}
+
 TEST(bad_options_fail_before_any_work) {
   char out[600];
   snprintf(out, sizeof out, "%s/bad", test_tmpdir());
@@ -170,9 +191,9 @@ static const char *const NON_ANSWERS[] = {"Let me think about this.", "Let me se
 #define MAX_REC_MESSAGES 6
 /* The share of knights-and-knaves replies that are a guess: below half, so
  * that greedy decoding starts "Let" (a non-answer). */
-#define GUESS_SHARE 0.45f
+#define GUESS_SHARE    0.45f
 #define PRETRAIN_STEPS 200
-#define TINY_ROUNDS 5
+#define TINY_ROUNDS    5
 
 /* One record: the problem, then one or two student turns with a teacher's
  * nudge between them. Each reply starts with a newline (see the note at
@@ -392,6 +413,7 @@ int main(void) {
   ag_log_set_level(AG_LOG_WARN);
   RUN(priming_replaces_wrong_answers_by_questions_and_their_answers);
   RUN(priming_on_a_sharded_task_asks_for_a_hidden_shard);
+  RUN(the_opening_teacher_turn_is_renamed_for_training);
   RUN(bad_options_fail_before_any_work);
   RUN(offline_sml_runs_end_to_end_and_resumes_exactly);
   TEST_MAIN_END();

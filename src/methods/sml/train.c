@@ -532,12 +532,25 @@ static ag_status rollouts(run *x, const char *dir, const ag_task *tasks, int64_t
   }
   for (int64_t j = 0; j < count; j++) ag_sml_rollout_clear(&all[j]);
   free(all);
+  for (int64_t i = 0; i < n && !st; i++) st = ag_sml_rollout_name_opening(&v[i]);
   if (st) {
     for (int64_t i = 0; v && i < n; i++) ag_sml_rollout_clear(&v[i]);
     free(v);
     return st;
   }
   *out = v;
+  return AG_OK;
+}
+
+ag_status ag_sml_rollout_name_opening(ag_sml_rollout *r) {
+  for (int k = 0; r && k < r->count; k++) {
+    if (!r->messages[k].name || strcmp(r->messages[k].name, "teacher")) continue;
+    char *name = dup_str(AG_SML_OPENING_NAME);
+    if (!name) return ag_error_set(AG_ERR_NOMEM, "out of memory");
+    free((char *)r->messages[k].name);
+    r->messages[k].name = name;
+    break;
+  }
   return AG_OK;
 }
 

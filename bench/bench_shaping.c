@@ -3,7 +3,9 @@
  * player's gradient, and for LOLA seats the exact second-order term) at
  * n = 3, 4, 5; ES-shaper meta-episodes per second at n = 5 (one ES shaper
  * and four naive learners, `steps` inner episodes each), one at a time and
- * as ES training evaluates them, on 1 thread and on all threads.
+ * as ES training evaluates them, on 1 thread and on all threads; and the
+ * sampled mode's environment steps per second (memory-one policies, n = 5)
+ * on 1 thread and on all.
  *
  * The anchor: all-LOLA updates at n = 5 with OpenBLAS threads left on (what
  * the library did before running these tiny solves serially).
@@ -154,12 +156,39 @@ int main(int argc, char **argv) {
            es.population);
   }
   free(params);
+
+  /* Sampled mode: environment steps per second (one step = every player of
+   * one episode acting), memory-one policies at n = 5, 4096 episodes of 100
+   * steps a call, on 1 thread and on all. */
+  double sampled_rate[2] = {0};
+  int S = ag_game_state_count(n);
+  double theta[5 * 33], mean[5];
+  for (int k = 0; k < n * S; k++) theta[k] = ag_rng_normal(&rng);
+  for (int t = 0; t < 2; t++) {
+    ag_threads_set(thread_counts[t]);
+    long calls = 0;
+    double start = ag_time_seconds(), took = 0;
+    while (took < seconds) {
+      if (ag_game_sample_memory_one(&g, theta, 0.96, 4096, 100, (uint64_t)calls, mean, NULL)) {
+        fprintf(stderr, "bench_shaping: %s\n", ag_error_message());
+        return 1;
+      }
+      calls++;
+      took = ag_time_seconds() - start;
+    }
+    sampled_rate[t] = calls * 4096.0 * 100.0 / took;
+    printf("n = 5: sampled environment steps/s on %d thread%s: %.3g\n", thread_counts[t],
+           thread_counts[t] > 1 ? "s" : "", sampled_rate[t]);
+  }
+  ag_threads_set(thread_counts[1]);
   printf("{\"lola_updates_per_s_n5\":%.1f,\"lola_updates_per_s_n5_blas_threads\":%.1f,"
          "\"one_lola_updates_per_s_n5\":%.1f,"
          "\"naive_updates_per_s_n5\":%.1f,\"es_meta_episodes_per_s_n5\":%.2f,"
          "\"es_train_meta_episodes_per_s_1_thread\":%.2f,\"es_train_meta_episodes_per_s_%d_"
-         "threads\":%.2f,\"steps\":%d}\n",
+         "threads\":%.2f,\"sampled_steps_per_s_1_thread\":%.4g,\"sampled_steps_per_s_%d_"
+         "threads\":%.4g,\"steps\":%d}\n",
          lola_rate[5], threaded, one_lola_rate[5], naive_rate[5], meta_rate, train_rate[0],
-         thread_counts[1], train_rate[1], steps);
+         thread_counts[1], train_rate[1], sampled_rate[0], thread_counts[1], sampled_rate[1],
+         steps);
   return 0;
 }

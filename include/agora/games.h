@@ -123,6 +123,39 @@ ag_status ag_game_exact_mixed(ag_game_exact *e, int value_player, int wrt_player
 int ag_game_exact_players(const ag_game_exact *e);
 double ag_game_exact_gamma(const ag_game_exact *e);
 
+/* ---- sampled episodes ----------------------------------------------------
+ *
+ * For policies with no closed form (memory, sampled learners): B episodes
+ * stepping together. Every episode starts in the start state; a step takes
+ * every player's action in every episode, returns the rewards, and each
+ * player then sees the joint action from its own perspective. */
+typedef struct ag_game_batch {
+  ag_game game;     /* a copy */
+  int64_t episodes; /* B */
+  int32_t *joint;   /* (B): the last joint action, 2^n before the first step */
+  int64_t steps;    /* steps since the last reset */
+} ag_game_batch;
+/* B in 1..2^30 episodes of g, reset. */
+ag_status ag_game_batch_init(ag_game_batch *b, const ag_game *g, int64_t episodes);
+void ag_game_batch_free(ag_game_batch *b);
+/* Every episode back to the start state. */
+void ag_game_batch_reset(ag_game_batch *b);
+/* The state player i sees in episode e (ag_game_perspective). */
+int ag_game_batch_state(const ag_game_batch *b, int64_t episode, int player);
+/* One step: actions (B, n) of 0 = C and 1 = D; rewards (B, n) or NULL. An
+ * action other than 0 or 1 is AG_ERR_INVALID (the batch unchanged up to
+ * that episode's step). */
+ag_status ag_game_batch_step(ag_game_batch *b, const uint8_t *actions, double *rewards);
+
+/* Monte Carlo returns of memory-one policies theta (n, 2^n + 1): `episodes`
+ * episodes of `steps` steps, each drawn from its own stream (seed,
+ * episode); mean (n) and std_error (n, may be NULL) of each player's
+ * discounted return. Episodes run on every thread, and the result does not
+ * depend on how many. */
+ag_status ag_game_sample_memory_one(const ag_game *g, const double *theta, double gamma,
+                                    int64_t episodes, int steps, uint64_t seed, double *mean,
+                                    double *std_error);
+
 #ifdef __cplusplus
 }
 #endif

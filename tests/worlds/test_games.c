@@ -1,8 +1,11 @@
 /* Iterated n-player games: payoff tables against PAPERS.md §10 by hand,
- * state indexing from each player's perspective, and payoff files. */
+ * state indexing from each player's perspective, payoff files, and the
+ * sampled mode (a batch of episodes stepped by hand; Monte Carlo returns of
+ * memory-one policies against the closed form, whatever the threads). */
 #include "agora/games.h"
 #include "test.h"
 
+#include <math.h>
 #include <unistd.h>
 
 static void check_row(const ag_game *g, int k, double coop, double defect) {
@@ -163,6 +166,76 @@ TEST(payoff_files_load_and_errors_name_the_field) {
   CHECK(ag_game_load("/nonexistent/game.json", &g) != AG_OK);
 }
 
+/* Three players, three episodes stepped by hand. */
+TEST(a_batch_of_episodes_steps_by_hand) {
+  ag_game g;
+  CHECK_OK(ag_game_make("ipd", 3, &g));
+  ag_game_batch b;
+  CHECK_OK(ag_game_batch_init(&b, &g, 3));
+  for (int e = 0; e < 3; e++)
+    for (int i = 0; i < 3; i++) CHECK(ag_game_batch_state(&b, e, i) == 8); /* start */
+  const uint8_t actions[9] = {0, 0, 0,                                     /* all cooperate */
+                              1, 0, 0,                                     /* player 0 defects */
+                              0, 1, 1};
+  double r[9];
+  CHECK_OK(ag_game_batch_step(&b, actions, r));
+  /* ipd, n = 3: cooperator 2(n-1-k), defector 2(n-k)+1 */
+  const double want[9] = {4, 4, 4, 5, 2, 2, 0, 3, 3};
+  for (int k = 0; k < 9; k++) CHECK_NEAR(r[k], want[k], 1e-12);
+  /* episode 1's joint action is 100: player 0 sees 100, player 1 sees 001
+   * (itself first, then player 2, then player 0), player 2 sees 010 */
+  CHECK(ag_game_batch_state(&b, 1, 0) == 4 && ag_game_batch_state(&b, 1, 1) == 1 &&
+        ag_game_batch_state(&b, 1, 2) == 2);
+  CHECK(b.steps == 1);
+  const uint8_t bad[9] = {0, 0, 0, 0, 2, 0, 0, 0, 0};
+  CHECK(ag_game_batch_step(&b, bad, NULL) == AG_ERR_INVALID);
+  CHECK(strstr(ag_error_message(), "episode 1, player 1"));
+  ag_game_batch_reset(&b);
+  CHECK(ag_game_batch_state(&b, 1, 1) == 8 && b.steps == 0);
+  ag_game_batch_free(&b);
+  ag_game_batch none;
+  CHECK(ag_game_batch_init(&none, &g, 0) == AG_ERR_INVALID);
+}
+
+/* The library's sampler against the closed form, on games where the
+ * threshold and the tragedy matter; the same numbers on 1 and 2 threads. */
+TEST(sampled_memory_one_returns_match_the_closed_form) {
+  static const char *games[] = {"ipd", "sh", "tc"};
+  ag_rng rng;
+  ag_rng_seed(&rng, 5);
+  int saved = ag_threads_get();
+  for (int f = 0; f < 3; f++) {
+    const int n = 3 + f % 2, S = ag_game_state_count(n), T = 300; /* 0.96^300 ~ 5e-6 */
+    ag_game g;
+    CHECK_OK(ag_game_make(games[f], n, &g));
+    double theta[4 * 17];
+    for (int k = 0; k < n * S; k++) theta[k] = ag_rng_normal(&rng);
+    ag_game_exact *e = NULL;
+    CHECK_OK(ag_game_exact_new(&g, 0.96, &e));
+    if (!e) return;
+    CHECK_OK(ag_game_exact_evaluate(e, theta));
+    int64_t episodes = test_scaled(20000, 2000);
+    double mean[4], se[4], again[4];
+    ag_threads_set(1);
+    CHECK_OK(ag_game_sample_memory_one(&g, theta, 0.96, episodes, T, 9, mean, se));
+    for (int i = 0; i < n; i++)
+      CHECK_MSG(fabs(mean[i] - ag_game_exact_values(e)[i]) < 5 * se[i] + 0.01,
+                "%s n=%d player %d: sampled %.4f +- %.4f, exact %.4f", games[f], n, i, mean[i],
+                se[i], ag_game_exact_values(e)[i]);
+    ag_threads_set(2);
+    CHECK_OK(ag_game_sample_memory_one(&g, theta, 0.96, episodes, T, 9, again, NULL));
+    for (int i = 0; i < n; i++) CHECK(again[i] == mean[i]);
+    ag_game_exact_free(e);
+  }
+  ag_threads_set(saved);
+  ag_game g;
+  CHECK_OK(ag_game_make("ipd", 2, &g));
+  double theta[10] = {0}, mean[2];
+  CHECK(ag_game_sample_memory_one(&g, theta, 1.0, 10, 10, 0, mean, NULL) == AG_ERR_INVALID);
+  theta[3] = NAN;
+  CHECK(ag_game_sample_memory_one(&g, theta, 0.9, 10, 10, 0, mean, NULL) == AG_ERR_INVALID);
+}
+
 int main(void) {
   RUN(payoff_tables_two_players);
   RUN(payoff_tables_three_players);
@@ -170,5 +243,7 @@ int main(void) {
   RUN(unknown_games_and_sizes_are_errors);
   RUN(state_indexing_from_each_perspective);
   RUN(payoff_files_load_and_errors_name_the_field);
+  RUN(a_batch_of_episodes_steps_by_hand);
+  RUN(sampled_memory_one_returns_match_the_closed_form);
   TEST_MAIN_END();
 }

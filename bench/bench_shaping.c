@@ -181,14 +181,30 @@ int main(int argc, char **argv) {
            thread_counts[t] > 1 ? "s" : "", sampled_rate[t]);
   }
   ag_threads_set(thread_counts[1]);
+
+  /* Sampled mode with learning: five PPO seats (GRU 16) at n = 5, batches of
+   * 32 episodes x 100 steps, each followed by 4 PPO epochs per seat. */
+  ag_shaping_learner ppo_seats[5];
+  for (int i = 0; i < 5; i++) ppo_seats[i] = AG_LEARNER_PPO;
+  ag_shaping_sampled_config pc = {
+      .game = &g, .seats = ppo_seats, .iterations = 3, .seed = 1, .ppo = ag_ppo_defaults()};
+  double ppo_start = ag_time_seconds();
+  if (ag_shaping_sampled_run(&pc, NULL, NULL)) {
+    fprintf(stderr, "bench_shaping: %s\n", ag_error_message());
+    return 1;
+  }
+  double ppo_rate = (pc.iterations + 1) * pc.ppo.episodes * (double)pc.ppo.steps /
+                    (ag_time_seconds() - ppo_start);
+  printf("n = 5: five PPO learners, environment steps/s with learning (1 thread): %.3g\n",
+         ppo_rate);
   printf("{\"lola_updates_per_s_n5\":%.1f,\"lola_updates_per_s_n5_blas_threads\":%.1f,"
          "\"one_lola_updates_per_s_n5\":%.1f,"
          "\"naive_updates_per_s_n5\":%.1f,\"es_meta_episodes_per_s_n5\":%.2f,"
          "\"es_train_meta_episodes_per_s_1_thread\":%.2f,\"es_train_meta_episodes_per_s_%d_"
          "threads\":%.2f,\"sampled_steps_per_s_1_thread\":%.4g,\"sampled_steps_per_s_%d_"
-         "threads\":%.4g,\"steps\":%d}\n",
+         "threads\":%.4g,\"ppo_steps_per_s_n5\":%.4g,\"steps\":%d}\n",
          lola_rate[5], threaded, one_lola_rate[5], naive_rate[5], meta_rate, train_rate[0],
          thread_counts[1], train_rate[1], sampled_rate[0], thread_counts[1], sampled_rate[1],
-         steps);
+         ppo_rate, steps);
   return 0;
 }

@@ -33,10 +33,11 @@ typedef enum ag_shaping_learner {
   AG_LEARNER_ALLD = 4,         /* "alld": always defect */
   AG_LEARNER_TFT = 5,          /* "tft": cooperate iff every co-player cooperated */
   AG_LEARNER_TFT_MAJORITY = 6, /* "tft-maj": defect iff most co-players defected */
+  AG_LEARNER_PPO = 7,          /* "ppo": a GRU policy trained by PPO (sampled mode only) */
 } ag_shaping_learner;
-#define AG_LEARNER_COUNT 7
+#define AG_LEARNER_COUNT 8
 
-/* "naive", "lola", "es", "allc", "alld", "tft", "tft-maj". */
+/* "naive", "lola", "es", "allc", "alld", "tft", "tft-maj", "ppo". */
 const char *ag_shaping_learner_name(ag_shaping_learner l);
 /* allc, alld, tft, tft-maj: seats that never change their policy. */
 bool ag_shaping_learner_is_fixed(ag_shaping_learner l);
@@ -261,6 +262,63 @@ typedef struct ag_shaping_sweep_result {
  * final welfare, shaper and naive rewards, cooperation, the advantage over
  * all-naive on the same seeds), summary.csv, plot.gp and plot.svg. */
 ag_status ag_shaping_sweep(const ag_shaping_sweep_config *cfg, ag_shaping_sweep_result *result);
+
+/* ---- the sampled mode (ppo.c) --------------------------------------------
+ *
+ * Batches of sampled inner episodes (ag_game_batch) between PPO learners,
+ * each a GRU policy over its own view of the game (one-hot state in, a
+ * cooperation probability and a value out), and fixed strategies. Each
+ * iteration every seat plays `episodes` episodes of `steps` steps; then every
+ * PPO seat takes `epochs` PPO updates (GAE advantages normalised over the
+ * batch, clipped surrogate, value loss, entropy bonus, Adam, gradient norm
+ * clipped at 1) on the batch it played, backpropagating through the whole
+ * episode. The exact learners (naive, lola, es) need the closed form and
+ * are refused here. */
+typedef struct ag_ppo_config {
+  int hidden;          /* GRU width, 1..64 (default 16) */
+  int episodes;        /* per iteration (default 32) */
+  int steps;           /* inner-episode length (default 100) */
+  double gamma;        /* discount (default 0.96) */
+  double lambda;       /* GAE (default 0.95) */
+  double lr;           /* Adam (default 0.01) */
+  double clip;         /* PPO ratio clip (default 0.2) */
+  int epochs;          /* updates per batch (default 4) */
+  double value_coef;   /* default 0.5 */
+  double entropy_coef; /* default 0.01 */
+} ag_ppo_config;
+
+ag_ppo_config ag_ppo_defaults(void);
+
+typedef struct ag_shaping_sampled_config {
+  const ag_game *game;
+  const ag_shaping_learner *seats; /* (n): ppo or fixed */
+  int iterations;                  /* batches learned from */
+  uint64_t seed;                   /* initial weights and every draw */
+  ag_ppo_config ppo;
+} ag_shaping_sampled_config;
+
+/* What the observer sees for each batch played: iteration 0 is the initial
+ * policies' batch, iteration k the batch after k updates. */
+typedef struct ag_shaping_sampled_record {
+  int iteration, players;
+  const double *values;          /* (n) mean discounted return of an episode */
+  const double *reward_per_step; /* (n) mean reward per step over the batch */
+  const double *cooperation;     /* (n) share of cooperative actions */
+  const double *loss;            /* (n) the last PPO loss of the update that follows (0: none) */
+  double welfare;                /* mean of reward_per_step */
+  double cooperation_rate;       /* mean of cooperation */
+} ag_shaping_sampled_record;
+
+typedef ag_status (*ag_shaping_sampled_observer)(const ag_shaping_sampled_record *record,
+                                                 void *ctx);
+
+/* Checks a configuration without running it. */
+ag_status ag_shaping_sampled_check(const ag_shaping_sampled_config *cfg);
+/* Runs iterations + 1 batches (observe may be NULL); the result is a
+ * function of the configuration and the seed. Bad configurations are
+ * errors before any work. */
+ag_status ag_shaping_sampled_run(const ag_shaping_sampled_config *cfg,
+                                 ag_shaping_sampled_observer observe, void *ctx);
 
 #ifdef __cplusplus
 }

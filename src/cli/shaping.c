@@ -199,13 +199,154 @@ static ag_status train_shapers(const ag_shaping_run_config *cfg, const ag_shapin
     .help = "learners' initial logits ~ N(0, init-std^2)", .min = 0, .max = 1e3                    \
   }
 
+/* curve.csv / curve.jsonl rows of the sampled mode: the exact mode's
+ * columns, with each value the batch's mean discounted return and each
+ * cooperation the share of cooperative actions. */
+static ag_status record_sampled(const ag_shaping_sampled_record *r, void *ctx) {
+  run_output *o = ctx;
+  int n = r->players;
+  fprintf(o->csv, "%d", r->iteration);
+  for (int i = 0; i < n; i++) fprintf(o->csv, ",%.10g", r->values[i]);
+  for (int i = 0; i < n; i++) fprintf(o->csv, ",%.10g", r->reward_per_step[i]);
+  for (int i = 0; i < n; i++) fprintf(o->csv, ",%.10g", r->cooperation[i]);
+  fprintf(o->csv, ",%.10g,%.10g\n", r->welfare, r->cooperation_rate);
+  fprintf(o->jsonl, "{\"step\":%d,\"values\":", r->iteration);
+  write_array(o->jsonl, r->values, n);
+  fputs(",\"reward_per_step\":", o->jsonl);
+  write_array(o->jsonl, r->reward_per_step, n);
+  fputs(",\"cooperation\":", o->jsonl);
+  write_array(o->jsonl, r->cooperation, n);
+  fputs(",\"ppo_loss\":", o->jsonl);
+  write_array(o->jsonl, r->loss, n);
+  fprintf(o->jsonl, ",\"welfare\":%.10g,\"cooperation_rate\":%.10g}\n", r->welfare,
+          r->cooperation_rate);
+  for (int i = 0; i < n; i++) {
+    o->final_values[i] = r->values[i];
+    o->final_reward[i] = r->reward_per_step[i];
+    o->final_coop[i] = r->cooperation[i];
+  }
+  o->welfare = r->welfare;
+  o->cooperation_rate = r->cooperation_rate;
+  if (ferror(o->csv) || ferror(o->jsonl))
+    return ag_error_set(AG_ERR_IO, "writing the learning curves failed");
+  return AG_OK;
+}
+
+/* `shape run --mode sampled`: curves, plot, final lines and --json. */
+static int run_sampled(const ag_game *game, const ag_shaping_learner *seats, int iterations,
+                       const ag_ppo_config *ppo, uint64_t seed, bool json, const char *out_dir) {
+  int n = game->players;
+  ag_shaping_sampled_config cfg = {
+      .game = game, .seats = seats, .iterations = iterations, .seed = seed, .ppo = *ppo};
+  char csv_path[4096], jsonl_path[4096];
+  snprintf(csv_path, sizeof csv_path, "%s/curve.csv", out_dir);
+  snprintf(jsonl_path, sizeof jsonl_path, "%s/curve.jsonl", out_dir);
+  if (ag_shaping_sampled_check(&cfg)) return ag_cli_error("%s", ag_error_message());
+  if (ag_mkdir_p(out_dir)) return ag_cli_error("%s", ag_error_message());
+  ag_atomic_file *csv = NULL, *jsonl = NULL;
+  if (ag_atomic_open(csv_path, &csv)) return ag_cli_error("%s", ag_error_message());
+  if (ag_atomic_open(jsonl_path, &jsonl)) {
+    ag_atomic_abort(csv);
+    return ag_cli_error("%s", ag_error_message());
+  }
+  run_output o = {.csv = ag_atomic_stream(csv), .jsonl = ag_atomic_stream(jsonl), .players = n};
+  fputs("step", o.csv);
+  for (int i = 0; i < n; i++) fprintf(o.csv, ",value_%d", i);
+  for (int i = 0; i < n; i++) fprintf(o.csv, ",reward_per_step_%d", i);
+  for (int i = 0; i < n; i++) fprintf(o.csv, ",cooperation_%d", i);
+  fputs(",welfare,cooperation_rate\n", o.csv);
+  ag_status st = ag_shaping_sampled_run(&cfg, record_sampled, &o);
+  if (st) {
+    ag_atomic_abort(csv);
+    ag_atomic_abort(jsonl);
+    return ag_cli_error("%s", ag_error_message());
+  }
+  st = ag_atomic_commit(csv);
+  ag_status st2 = ag_atomic_commit(jsonl);
+  if (st || st2) return ag_cli_error("%s", ag_error_message());
+  if (ag_shaping_plot_run(out_dir, game, seats)) return ag_cli_error("%s", ag_error_message());
+  printf("%s, %d players, sampled, %d batches of %d x %d steps, seed %llu: welfare %.4f per step, "
+         "cooperation %.3f\n",
+         game->name, n, iterations, ppo->episodes, ppo->steps, (unsigned long long)seed, o.welfare,
+         o.cooperation_rate);
+  for (int i = 0; i < n; i++)
+    printf("  player %d (%s): discounted return %.4f, reward per step %.4f, cooperation %.3f\n", i,
+           ag_shaping_learner_name(seats[i]), o.final_values[i], o.final_reward[i],
+           o.final_coop[i]);
+  printf("curves: %s, %s; plot: %s/plot.svg\n", csv_path, jsonl_path, out_dir);
+  if (json) {
+    json_t *obj = json_object(), *returns = json_array(), *coop = json_array();
+    json_t *reward = json_array(), *seat_names = json_array();
+    for (int i = 0; i < n; i++) {
+      json_array_append_new(returns, json_real(o.final_values[i]));
+      json_array_append_new(reward, json_real(o.final_reward[i]));
+      json_array_append_new(coop, json_real(o.final_coop[i]));
+      json_array_append_new(seat_names, json_string(ag_shaping_learner_name(seats[i])));
+    }
+    json_object_set_new(obj, "game", json_string(game->name));
+    json_object_set_new(obj, "players", json_integer(n));
+    json_object_set_new(obj, "mode", json_string("sampled"));
+    json_object_set_new(obj, "seats", seat_names);
+    json_object_set_new(obj, "steps", json_integer(iterations));
+    json_object_set_new(obj, "welfare", json_real(o.welfare));
+    json_object_set_new(obj, "returns", returns);
+    json_object_set_new(obj, "reward_per_step", reward);
+    json_object_set_new(obj, "cooperation", coop);
+    json_object_set_new(obj, "cooperation_rate", json_real(o.cooperation_rate));
+    char *text = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    if (text) printf("%s\n", text);
+    free(text);
+    json_decref(obj);
+  }
+  return 0;
+}
+
 static int cmd_run(int argc, char **argv) {
   const char *game_spec = "ipd", *seats_list = NULL, *learners = NULL, *out_dir = NULL;
   int players = 3, steps = 200;
   double gamma = 0.96, lr = 1.0, correction = 1.0, init_std = 1.0;
   ag_shaping_es_config es = ag_shaping_es_defaults();
+  ag_ppo_config ppo = ag_ppo_defaults();
+  const char *mode = "exact";
   ag_common_flags common = {.seed = 0};
   const ag_flag table[] = {
+      {.name = "mode",
+       .type = AG_FLAG_CHOICE,
+       .value = &mode,
+       .choices = "exact|sampled",
+       .help = "exact: memory-one policies in closed form; sampled: batches of sampled episodes "
+               "between ppo seats (GRU policies trained by PPO) and fixed strategies, --steps "
+               "batches"},
+      {.name = "ppo-episodes",
+       .type = AG_FLAG_INT,
+       .value = &ppo.episodes,
+       .help = "sampled: episodes per batch",
+       .min = 1,
+       .max = 1 << 20},
+      {.name = "ppo-steps",
+       .type = AG_FLAG_INT,
+       .value = &ppo.steps,
+       .help = "sampled: steps per inner episode",
+       .min = 1,
+       .max = 1 << 20},
+      {.name = "ppo-hidden",
+       .type = AG_FLAG_INT,
+       .value = &ppo.hidden,
+       .help = "sampled: GRU width of the ppo seats",
+       .min = 1,
+       .max = 64},
+      {.name = "ppo-lr",
+       .type = AG_FLAG_FLOAT,
+       .value = &ppo.lr,
+       .help = "sampled: Adam learning rate of the ppo seats",
+       .min = 1e-9,
+       .max = 10},
+      {.name = "ppo-epochs",
+       .type = AG_FLAG_INT,
+       .value = &ppo.epochs,
+       .help = "sampled: PPO updates per batch",
+       .min = 1,
+       .max = 1000},
       {.name = "game",
        .type = AG_FLAG_STRING,
        .value = &game_spec,
@@ -222,7 +363,7 @@ static int cmd_run(int argc, char **argv) {
        .value = &seats_list,
        .metavar = "LIST",
        .help = "one entry per seat, comma-separated: naive, lola, es (the ES-trained "
-               "shaper), allc, alld, tft, tft-maj"},
+               "shaper), allc, alld, tft, tft-maj; ppo (--mode sampled)"},
       {.name = "learners",
        .type = AG_FLAG_STRING,
        .value = &learners,
@@ -268,6 +409,10 @@ static int cmd_run(int argc, char **argv) {
   ag_shaping_learner seats[AG_GAME_MAX_PLAYERS];
   if (ag_shaping_parse_seats(seats_list, players, seats))
     return ag_cli_error("%s", ag_error_message());
+  if (!strcmp(mode, "sampled")) {
+    ppo.gamma = gamma;
+    return run_sampled(&game, seats, steps, &ppo, common.seed, common.json, out_dir);
+  }
   int es_seats = 0;
   for (int i = 0; i < players; i++) es_seats += seats[i] == AG_LEARNER_ES;
   ag_shaping_run_config cfg = {.game = &game,

@@ -112,8 +112,25 @@ d = json.loads(sys.stdin.read())
 assert len(d["es_training_fitness"]) == 1 and d["seats"] == ["es", "naive", "tft-maj"]
 assert len(d["returns"]) == 3 and 0 <= d["cooperation_rate"] <= 1
 '; then pass "es training output"; else fail "es training output"; fi
-status "bad seat kind" 1 shape run --players 3 --seats es,naive,ppo --out "$TMP/c"
-mentions "bad seat message" "'ppo' is not a seat kind"
+status "bad seat kind" 1 shape run --players 3 --seats es,naive,bogus --out "$TMP/c"
+mentions "bad seat message" "'bogus' is not a seat kind"
+status "ppo seat in the exact mode" 1 shape run --players 3 --seats ppo,naive,alld --out "$TMP/c"
+mentions "ppo seat message" "--mode sampled"
+
+# ---- the sampled mode: PPO learners --------------------------------------------------------------
+status "sampled run" 0 shape run --mode sampled --game ipd --players 2 --seats ppo,alld --steps 15 \
+  --ppo-episodes 8 --ppo-steps 30 --seed 1 --out "$TMP/s" --json
+if [ "$(wc -l <"$TMP/s/curve.csv")" -eq 17 ] && [ -s "$TMP/s/plot.gp" ] &&
+  tail -1 "$TMP/out" | $PY -c '
+import json, sys
+d = json.loads(sys.stdin.read())
+assert d["mode"] == "sampled" and d["seats"] == ["ppo", "alld"] and len(d["returns"]) == 2
+assert d["cooperation"][0] < 0.3, d  # the best response to always-defect
+' && head -1 "$TMP/s/curve.jsonl" | $PY -c 'import json,sys; assert "ppo_loss" in json.loads(sys.stdin.read())'
+then pass "sampled curves and --json"; else fail "sampled curves and --json"; fi
+status "sampled mode refuses naive" 1 shape run --mode sampled --players 2 --seats ppo,naive \
+  --out "$TMP/s2"
+mentions "sampled refusal message" "seat 1 is 'naive'"
 
 status "sweep" 0 shape sweep --games ipd --players 3 --seeds 2 --evaluations 1 --steps 5 \
   --es-generations 1 --es-population 2 --hidden 4 --out "$TMP/sw" --json --threads 1

@@ -286,8 +286,10 @@ TEST(seat_lists_are_checked) {
   CHECK(ag_shaping_parse_seats("lola,naive", 3, seats) == AG_ERR_INVALID);
   CHECK(strstr(ag_error_message(), "2 learners") != NULL);
   CHECK(ag_shaping_parse_seats("lola,naive,naive,lola", 3, seats) == AG_ERR_INVALID);
-  CHECK(ag_shaping_parse_seats("lola,ppo,naive", 3, seats) == AG_ERR_INVALID);
-  CHECK(strstr(ag_error_message(), "ppo") != NULL);
+  CHECK(ag_shaping_parse_seats("lola,sarsa,naive", 3, seats) == AG_ERR_INVALID);
+  CHECK(strstr(ag_error_message(), "sarsa") != NULL);
+  CHECK_OK(ag_shaping_parse_seats("ppo,alld", 2, seats));
+  CHECK(seats[0] == AG_LEARNER_PPO && seats[1] == AG_LEARNER_ALLD);
   CHECK(ag_shaping_parse_seats("lola,,naive", 3, seats) == AG_ERR_INVALID);
 }
 

@@ -18,7 +18,7 @@ struct ag_shaping_exact {
 static const char *const learner_names[AG_LEARNER_COUNT] = {
     [AG_LEARNER_NAIVE] = "naive",         [AG_LEARNER_LOLA] = "lola", [AG_LEARNER_ES] = "es",
     [AG_LEARNER_ALLC] = "allc",           [AG_LEARNER_ALLD] = "alld", [AG_LEARNER_TFT] = "tft",
-    [AG_LEARNER_TFT_MAJORITY] = "tft-maj"};
+    [AG_LEARNER_TFT_MAJORITY] = "tft-maj", [AG_LEARNER_PPO] = "ppo"};
 
 const char *ag_shaping_learner_name(ag_shaping_learner l) {
   return (int)l >= 0 && l < AG_LEARNER_COUNT ? learner_names[l] : "?";
@@ -37,7 +37,7 @@ ag_status ag_shaping_parse_seats(const char *list, int players, ag_shaping_learn
     if (found < 0)
       return ag_error_set(AG_ERR_INVALID,
                           "seats: entry %d '%.*s' is not a seat kind (naive, lola, es, allc, "
-                          "alld, tft, tft-maj)",
+                          "alld, tft, tft-maj, ppo)",
                           count + 1, (int)len, p);
     if (count < players) seats[count] = (ag_shaping_learner)found;
     count++;

@@ -35,6 +35,11 @@ static ag_status check_config(const ag_shaping_run_config *cfg) {
     if ((int)cfg->seats[i] < 0 || cfg->seats[i] >= AG_LEARNER_COUNT)
       return ag_error_set(AG_ERR_INVALID, "shaping: seat %d has no valid kind (%d)", i,
                           (int)cfg->seats[i]);
+    else if (cfg->seats[i] == AG_LEARNER_PPO)
+      return ag_error_set(AG_ERR_INVALID,
+                          "shaping: seat %d is 'ppo', a sampled learner with no closed form: run "
+                          "it in the sampled mode (ag_shaping_sampled_run, --mode sampled)",
+                          i);
   if (cfg->steps < 0)
     return ag_error_set(AG_ERR_INVALID, "shaping: steps must be >= 0, got %d", cfg->steps);
   if (!(cfg->gamma >= 0 && cfg->gamma < 1))

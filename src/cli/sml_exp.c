@@ -281,7 +281,8 @@ static int run_experiment(int argc, char **argv, int which) {
                                      "--lora-rank");
   if (which >= 4) {
     ag_sml_grid_result g;
-    if ((which == 4 ? ag_sml_e4 : ag_sml_e5)(&e, &g)) return ag_cli_error("%s", ag_error_message());
+    ag_status gs = which == 4 ? ag_sml_e4(&e, &g) : ag_sml_e5(&e, &g);
+    if (gs) return ag_cli_error("%s", ag_error_message());
     print_grid(&g, which == 4 ? "e4" : "e5", e.out_dir);
     return common.json ? print_grid_json(&g, e.out_dir) : 0;
   }

@@ -15,10 +15,14 @@ struct ag_shaping_exact {
   bool evaluated;
 };
 
-static const char *const learner_names[AG_LEARNER_COUNT] = {
-    [AG_LEARNER_NAIVE] = "naive",         [AG_LEARNER_LOLA] = "lola", [AG_LEARNER_ES] = "es",
-    [AG_LEARNER_ALLC] = "allc",           [AG_LEARNER_ALLD] = "alld", [AG_LEARNER_TFT] = "tft",
-    [AG_LEARNER_TFT_MAJORITY] = "tft-maj", [AG_LEARNER_PPO] = "ppo"};
+static const char *const learner_names[AG_LEARNER_COUNT] = {[AG_LEARNER_NAIVE] = "naive",
+                                                            [AG_LEARNER_LOLA] = "lola",
+                                                            [AG_LEARNER_ES] = "es",
+                                                            [AG_LEARNER_ALLC] = "allc",
+                                                            [AG_LEARNER_ALLD] = "alld",
+                                                            [AG_LEARNER_TFT] = "tft",
+                                                            [AG_LEARNER_TFT_MAJORITY] = "tft-maj",
+                                                            [AG_LEARNER_PPO] = "ppo"};
 
 const char *ag_shaping_learner_name(ag_shaping_learner l) {
   return (int)l >= 0 && l < AG_LEARNER_COUNT ? learner_names[l] : "?";

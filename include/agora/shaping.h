@@ -291,11 +291,26 @@ ag_ppo_config ag_ppo_defaults(void);
 
 typedef struct ag_shaping_sampled_config {
   const ag_game *game;
-  const ag_shaping_learner *seats; /* (n): ppo or fixed */
+  const ag_shaping_learner *seats; /* (n): ppo, es or fixed */
   int iterations;                  /* batches learned from */
   uint64_t seed;                   /* initial weights and every draw */
   ag_ppo_config ppo;
+  /* es seats: the per-step shaper's parameters, one row per es seat in seat
+   * order, ag_shaping_sampled_shaper_param_count(n, shaper_hidden) long;
+   * required when a seat is "es" (ag_shaping_sampled_es_train). */
+  const double *shaper_params;
+  int shaper_hidden; /* 0: AG_SHAPER_DEFAULT_HIDDEN */
 } ag_shaping_sampled_config;
+
+/* The sampled mode's shaper acts every step: a GRU over its own state
+ * (one-hot, 2^n + 1) whose hidden state persists across the inner episodes
+ * of a run (the meta-episode), so that it can track how its co-players
+ * learn, with a cooperation-logit head. The gates as ag_shaper_* (z and r
+ * read h, the candidate reads r * h). Parameters, flat: W (3H, 2^n + 1), U
+ * (3H, H), b (3H), wo (H), bo. */
+int ag_shaping_sampled_shaper_param_count(int players, int hidden);
+/* W ~ N(0, 1), U and wo ~ N(0, 1/H), biases 0. */
+void ag_shaping_sampled_shaper_init(int players, int hidden, ag_rng *rng, double *params);
 
 /* What the observer sees for each batch played: iteration 0 is the initial
  * policies' batch, iteration k the batch after k updates. */
@@ -319,6 +334,22 @@ ag_status ag_shaping_sampled_check(const ag_shaping_sampled_config *cfg);
  * errors before any work. */
 ag_status ag_shaping_sampled_run(const ag_shaping_sampled_config *cfg,
                                  ag_shaping_sampled_observer observe, void *ctx);
+/* The same, and mean_reward (n, may be NULL): each seat's reward per step
+ * over every batch of the run — an es seat's fitness. */
+ag_status ag_shaping_sampled_run_mean(const ag_shaping_sampled_config *cfg,
+                                      ag_shaping_sampled_observer observe, void *ctx,
+                                      double *mean_reward);
+/* Trains every es seat of run->seats with its own OpenES (es: generations,
+ * population, episodes, sigma, lr, hidden, threads, seed as in
+ * ag_shaping_es_train) on its mean reward per step over a run against the
+ * other seats (PPO seats learning as they play); every candidate of a
+ * generation meets the same co-player starts. run->seed and
+ * run->shaper_params are ignored. Writes the final means into params (es
+ * seats, ag_shaping_sampled_shaper_param_count(n, hidden)). The result
+ * depends on the seed, not on the thread count. */
+ag_status ag_shaping_sampled_es_train(const ag_shaping_sampled_config *run,
+                                      const ag_shaping_es_config *es, double *params,
+                                      ag_shaping_es_observer observe, void *ctx);
 
 #ifdef __cplusplus
 }

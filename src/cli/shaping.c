@@ -104,10 +104,13 @@ static ag_status save_shaper(const char *path, int players, int hidden, int es_s
   return st;
 }
 
-/* Trains the ES seats; writes es_training.csv and shaper.json into out_dir. */
-static ag_status train_shapers(const ag_shaping_run_config *cfg, const ag_shaping_es_config *es,
-                               const char *out_dir, double *params, int es_seats,
-                               double *final_fitness) {
+/* Trains the ES seats (of the exact run cfg, or of the sampled run when
+ * sampled is not NULL); writes es_training.csv and shaper.json into
+ * out_dir. */
+static ag_status train_shapers(const ag_shaping_run_config *cfg,
+                               const ag_shaping_sampled_config *sampled,
+                               const ag_shaping_es_config *es, const char *out_dir, double *params,
+                               int es_seats, double *final_fitness) {
   char path[4096];
   snprintf(path, sizeof path, "%s/es_training.csv", out_dir);
   ag_atomic_file *af = NULL;
@@ -118,7 +121,8 @@ static ag_status train_shapers(const ag_shaping_run_config *cfg, const ag_shapin
   for (int k = 0; k < es_seats; k++) fprintf(o.csv, ",mean_fitness_%d,best_fitness_%d", k, k);
   fputc('\n', o.csv);
   o.progress = ag_progress_begin("es shaper", es->generations, "generations");
-  st = ag_shaping_es_train(cfg, es, params, record_generation, &o);
+  st = sampled ? ag_shaping_sampled_es_train(sampled, es, params, record_generation, &o)
+               : ag_shaping_es_train(cfg, es, params, record_generation, &o);
   ag_progress_end(o.progress);
   if (st) {
     ag_atomic_abort(af);
@@ -128,8 +132,10 @@ static ag_status train_shapers(const ag_shaping_run_config *cfg, const ag_shapin
   memcpy(final_fitness, o.last_mean, sizeof(double) * (size_t)es_seats);
   int hidden = es->hidden > 0 ? es->hidden : AG_SHAPER_DEFAULT_HIDDEN;
   snprintf(path, sizeof path, "%s/shaper.json", out_dir);
-  return save_shaper(path, cfg->game->players, hidden, es_seats, params,
-                     ag_shaper_param_count(cfg->game->players, hidden));
+  int players = sampled ? sampled->game->players : cfg->game->players;
+  return save_shaper(path, players, hidden, es_seats, params,
+                     sampled ? ag_shaping_sampled_shaper_param_count(players, hidden)
+                             : ag_shaper_param_count(players, hidden));
 }
 
 /* The ES flags shared by run and sweep. */
@@ -233,16 +239,24 @@ static ag_status record_sampled(const ag_shaping_sampled_record *r, void *ctx) {
 }
 
 /* `shape run --mode sampled`: curves, plot, final lines and --json. */
-static int run_sampled(const ag_game *game, const ag_shaping_learner *seats, int iterations,
-                       const ag_ppo_config *ppo, uint64_t seed, bool json, const char *out_dir) {
-  int n = game->players;
-  ag_shaping_sampled_config cfg = {
-      .game = game, .seats = seats, .iterations = iterations, .seed = seed, .ppo = *ppo};
+
+/* The sampled run itself: trains the es seats first when there are any. */
+static int run_sampled_with(ag_shaping_sampled_config *cfg0, const ag_shaping_es_config *es,
+                            int es_seats, double *fitness, bool json, const char *out_dir) {
+  const ag_shaping_sampled_config cfg = *cfg0;
+  const ag_game *game = cfg.game;
+  const ag_shaping_learner *seats = cfg.seats;
+  const ag_ppo_config *ppo = &cfg.ppo;
+  int n = game->players, iterations = cfg.iterations;
+  uint64_t seed = cfg.seed;
   char csv_path[4096], jsonl_path[4096];
   snprintf(csv_path, sizeof csv_path, "%s/curve.csv", out_dir);
   snprintf(jsonl_path, sizeof jsonl_path, "%s/curve.jsonl", out_dir);
   if (ag_shaping_sampled_check(&cfg)) return ag_cli_error("%s", ag_error_message());
   if (ag_mkdir_p(out_dir)) return ag_cli_error("%s", ag_error_message());
+  if (es_seats &&
+      train_shapers(NULL, &cfg, es, out_dir, (double *)cfg.shaper_params, es_seats, fitness))
+    return ag_cli_error("%s", ag_error_message());
   ag_atomic_file *csv = NULL, *jsonl = NULL;
   if (ag_atomic_open(csv_path, &csv)) return ag_cli_error("%s", ag_error_message());
   if (ag_atomic_open(jsonl_path, &jsonl)) {
@@ -293,6 +307,11 @@ static int run_sampled(const ag_game *game, const ag_shaping_learner *seats, int
     json_object_set_new(obj, "reward_per_step", reward);
     json_object_set_new(obj, "cooperation", coop);
     json_object_set_new(obj, "cooperation_rate", json_real(o.cooperation_rate));
+    if (es_seats) {
+      json_t *fit = json_array();
+      for (int k = 0; k < es_seats; k++) json_array_append_new(fit, json_real(fitness[k]));
+      json_object_set_new(obj, "es_training_fitness", fit);
+    }
     char *text = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(10));
     if (text) printf("%s\n", text);
     free(text);
@@ -301,6 +320,30 @@ static int run_sampled(const ag_game *game, const ag_shaping_learner *seats, int
   return 0;
 }
 
+static int run_sampled(const ag_game *game, const ag_shaping_learner *seats, int iterations,
+                       const ag_ppo_config *ppo, ag_shaping_es_config es, uint64_t seed, bool json,
+                       const char *out_dir) {
+  int n = game->players, es_seats = 0;
+  for (int i = 0; i < n; i++) es_seats += seats[i] == AG_LEARNER_ES;
+  int hidden = es.hidden > 0 ? es.hidden : AG_SHAPER_DEFAULT_HIDDEN;
+  double *params = NULL, fitness[AG_GAME_MAX_PLAYERS] = {0};
+  if (es_seats) {
+    params =
+        calloc((size_t)es_seats * ag_shaping_sampled_shaper_param_count(n, hidden), sizeof(double));
+    if (!params) return ag_cli_error("out of memory");
+  }
+  ag_shaping_sampled_config cfg = {.game = game,
+                                   .seats = seats,
+                                   .iterations = iterations,
+                                   .seed = seed,
+                                   .ppo = *ppo,
+                                   .shaper_params = params,
+                                   .shaper_hidden = hidden};
+  es.seed = seed;
+  int rc = run_sampled_with(&cfg, &es, es_seats, fitness, json, out_dir);
+  free(params);
+  return rc;
+}
 static int cmd_run(int argc, char **argv) {
   const char *game_spec = "ipd", *seats_list = NULL, *learners = NULL, *out_dir = NULL;
   int players = 3, steps = 200;
@@ -411,7 +454,7 @@ static int cmd_run(int argc, char **argv) {
     return ag_cli_error("%s", ag_error_message());
   if (!strcmp(mode, "sampled")) {
     ppo.gamma = gamma;
-    return run_sampled(&game, seats, steps, &ppo, common.seed, common.json, out_dir);
+    return run_sampled(&game, seats, steps, &ppo, es, common.seed, common.json, out_dir);
   }
   int es_seats = 0;
   for (int i = 0; i < players; i++) es_seats += seats[i] == AG_LEARNER_ES;
@@ -443,7 +486,7 @@ static int cmd_run(int argc, char **argv) {
   }
 
   double fitness[AG_GAME_MAX_PLAYERS] = {0};
-  if (es_seats && (st = train_shapers(&cfg, &es, out_dir, params, es_seats, fitness))) {
+  if (es_seats && (st = train_shapers(&cfg, NULL, &es, out_dir, params, es_seats, fitness))) {
     free(params);
     return ag_cli_error("%s", ag_error_message());
   }

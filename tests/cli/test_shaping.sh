@@ -128,6 +128,15 @@ assert d["mode"] == "sampled" and d["seats"] == ["ppo", "alld"] and len(d["retur
 assert d["cooperation"][0] < 0.3, d  # the best response to always-defect
 ' && head -1 "$TMP/s/curve.jsonl" | $PY -c 'import json,sys; assert "ppo_loss" in json.loads(sys.stdin.read())'
 then pass "sampled curves and --json"; else fail "sampled curves and --json"; fi
+status "sampled es shaper" 0 shape run --mode sampled --game ipd --players 2 --seats es,ppo \
+  --steps 2 --ppo-episodes 4 --ppo-steps 10 --es-generations 2 --es-population 4 --hidden 4 \
+  --seed 1 --out "$TMP/se" --json
+if [ "$(wc -l <"$TMP/se/es_training.csv")" -eq 3 ] && [ -s "$TMP/se/shaper.json" ] &&
+  tail -1 "$TMP/out" | $PY -c '
+import json, sys
+d = json.loads(sys.stdin.read())
+assert d["seats"] == ["es", "ppo"] and len(d["es_training_fitness"]) == 1, d
+'; then pass "sampled es training output"; else fail "sampled es training output"; fi
 status "sampled mode refuses naive" 1 shape run --mode sampled --players 2 --seats ppo,naive \
   --out "$TMP/s2"
 mentions "sampled refusal message" "seat 1 is 'naive'"

@@ -3,7 +3,8 @@
  * against always-defect; cooperate with tit-for-tat, which punishes
  * defection, at gamma 0.96), two PPO learners in the prisoner's dilemma end
  * in mutual defection (naive learners do, PAPERS.md §10), a run is a
- * function of its seed, and bad configurations are refused. */
+ * function of its seed, the per-step ES shaper learns (and its training
+ * ignores the thread count), and bad configurations are refused. */
 #include "agora/shaping.h"
 #include "test.h"
 
@@ -63,6 +64,57 @@ TEST(a_run_is_a_function_of_its_seed) {
   CHECK(a.first_coop != c.first_coop || a.last_coop != c.last_coop);
 }
 
+typedef struct fitness_trace {
+  double first, last;
+} fitness_trace;
+
+static ag_status keep_fitness(const ag_shaping_es_report *r, void *ctx) {
+  fitness_trace *f = ctx;
+  if (r->generation == 1) f->first = r->mean_fitness[0];
+  f->last = r->mean_fitness[0];
+  return AG_OK;
+}
+
+/* The per-step shaper trained by OpenES: it learns the best response to a
+ * fixed co-player, it raises its reward against a learning PPO co-player,
+ * and its parameters do not depend on the thread count. */
+TEST(the_sampled_es_shaper_learns_and_ignores_the_thread_count) {
+  ag_game g;
+  CHECK_OK(ag_game_make("ipd", 2, &g));
+  ag_shaping_learner seats[2] = {AG_LEARNER_ES, AG_LEARNER_ALLD};
+  ag_shaping_sampled_config c = {
+      .game = &g, .seats = seats, .iterations = 1, .ppo = ag_ppo_defaults()};
+  c.ppo.episodes = 8;
+  c.ppo.steps = 20;
+  ag_shaping_es_config es = ag_shaping_es_defaults();
+  es.generations = 15;
+  es.population = 8;
+  es.hidden = 8;
+  es.sigma = 0.1;
+  es.threads = 1;
+  int D = ag_shaping_sampled_shaper_param_count(2, 8);
+  double *a = malloc(sizeof(double) * (size_t)D), *b = malloc(sizeof(double) * (size_t)D);
+  fitness_trace f = {0};
+  CHECK_OK(ag_shaping_sampled_es_train(&c, &es, a, keep_fitness, &f));
+  fprintf(stderr, "  es vs alld: fitness %.3f -> %.3f\n", f.first, f.last);
+  CHECK(f.first < 0.7 && f.last > 0.9); /* 1 a step for defecting against a defector */
+  es.threads = 2;
+  CHECK_OK(ag_shaping_sampled_es_train(&c, &es, b, NULL, NULL));
+  bool same = true;
+  for (int k = 0; k < D; k++) same = same && a[k] == b[k];
+  CHECK(same);
+  /* against a PPO learner, which learns while the shaper plays it */
+  seats[1] = AG_LEARNER_PPO;
+  c.iterations = 3;
+  es.generations = 6;
+  f = (fitness_trace){0};
+  CHECK_OK(ag_shaping_sampled_es_train(&c, &es, a, keep_fitness, &f));
+  fprintf(stderr, "  es vs ppo: fitness %.3f -> %.3f\n", f.first, f.last);
+  CHECK(f.last > f.first + 0.1);
+  free(a);
+  free(b);
+}
+
 TEST(bad_configurations_are_refused_before_any_work) {
   ag_game g;
   CHECK_OK(ag_game_make("ipd", 3, &g));
@@ -78,6 +130,11 @@ TEST(bad_configurations_are_refused_before_any_work) {
   c.ppo = ag_ppo_defaults();
   c.ppo.gamma = 1.0;
   CHECK(ag_shaping_sampled_check(&c) == AG_ERR_INVALID);
+  c.ppo = ag_ppo_defaults();
+  seats[1] = AG_LEARNER_ES; /* an es seat needs trained parameters */
+  CHECK(ag_shaping_sampled_check(&c) == AG_ERR_INVALID);
+  CHECK(strstr(ag_error_message(), "ag_shaping_sampled_es_train"));
+  seats[1] = AG_LEARNER_TFT;
   /* and the exact mode refuses a ppo seat, pointing at the sampled one */
   ag_shaping_run_config e = {.game = &g,
                              .seats = seats,
@@ -94,6 +151,7 @@ int main(void) {
   RUN(ppo_learns_to_cooperate_with_tit_for_tat);
   RUN(two_ppo_learners_end_in_mutual_defection);
   RUN(a_run_is_a_function_of_its_seed);
+  RUN(the_sampled_es_shaper_learns_and_ignores_the_thread_count);
   RUN(bad_configurations_are_refused_before_any_work);
   TEST_MAIN_END();
 }

@@ -199,6 +199,58 @@ static ag_status agent_update(ppo_agent *a, const ag_ppo_config *c, const ppo_ba
   return st;
 }
 
+/* ---- the per-step shaper (es seats) ------------------------------------------ */
+
+int ag_shaping_sampled_shaper_param_count(int players, int hidden) {
+  int S = ag_game_state_count(players), H = hidden;
+  return 3 * H * S + 3 * H * H + 3 * H + H + 1;
+}
+
+void ag_shaping_sampled_shaper_init(int players, int hidden, ag_rng *rng, double *params) {
+  int S = ag_game_state_count(players), H = hidden;
+  double *p = params, su = 1 / sqrt((double)H);
+  for (int k = 0; k < 3 * H * S; k++) *p++ = ag_rng_normal(rng); /* one-hot input: fan-in 1 */
+  for (int k = 0; k < 3 * H * H; k++) *p++ = su * ag_rng_normal(rng);
+  for (int k = 0; k < 3 * H; k++) *p++ = 0;
+  for (int k = 0; k < H; k++) *p++ = su * ag_rng_normal(rng);
+  *p = 0;
+}
+
+static double sigmoid_d(double x) {
+  if (x >= 0) return 1 / (1 + exp(-x));
+  double t = exp(x);
+  return t / (1 + t);
+}
+
+/* One step of the shaper in `state`: h (H) updated; returns the cooperation
+ * logit. scratch: 4 H doubles. */
+static double shaper_act(const double *params, int S, int H, int state, double *h,
+                         double *scratch) {
+  const double *W = params, *U = W + 3 * H * S, *b = U + 3 * H * H, *wo = b + 3 * H;
+  const double bo = wo[H];
+  double *a = scratch, *rh = scratch + 3 * H;
+  for (int g = 0; g < 3 * H; g++) a[g] = W[(size_t)g * S + state] + b[g];
+  for (int g = 0; g < 2 * H; g++) {
+    const double *u = U + (size_t)g * H;
+    double v = a[g];
+    for (int k = 0; k < H; k++) v += u[k] * h[k];
+    a[g] = sigmoid_d(v);
+  }
+  for (int k = 0; k < H; k++) rh[k] = a[H + k] * h[k];
+  for (int g = 0; g < H; g++) {
+    const double *u = U + (size_t)(2 * H + g) * H;
+    double v = a[2 * H + g];
+    for (int k = 0; k < H; k++) v += u[k] * rh[k];
+    a[2 * H + g] = tanh(v);
+  }
+  double logit = bo;
+  for (int k = 0; k < H; k++) {
+    h[k] = (1 - a[k]) * h[k] + a[k] * a[2 * H + k];
+    logit += wo[k] * h[k];
+  }
+  return logit;
+}
+
 ag_status ag_shaping_sampled_check(const ag_shaping_sampled_config *cfg) {
   if (!cfg || !cfg->game || !cfg->seats)
     return ag_error_set(AG_ERR_INVALID, "shaping (sampled): NULL game or seats");
@@ -206,12 +258,21 @@ ag_status ag_shaping_sampled_check(const ag_shaping_sampled_config *cfg) {
   if (n < AG_GAME_MIN_PLAYERS || n > AG_GAME_MAX_PLAYERS)
     return ag_error_set(AG_ERR_INVALID, "shaping (sampled): players must be %d..%d, got %d",
                         AG_GAME_MIN_PLAYERS, AG_GAME_MAX_PLAYERS, n);
-  for (int i = 0; i < n; i++)
-    if (cfg->seats[i] != AG_LEARNER_PPO && !ag_shaping_learner_is_fixed(cfg->seats[i]))
+  for (int i = 0; i < n; i++) {
+    ag_shaping_learner l = cfg->seats[i];
+    if (l != AG_LEARNER_PPO && l != AG_LEARNER_ES && !ag_shaping_learner_is_fixed(l))
       return ag_error_set(AG_ERR_INVALID,
-                          "shaping (sampled): seat %d is '%s'; the sampled mode has ppo seats "
-                          "and fixed strategies (allc, alld, tft, tft-maj)",
-                          i, ag_shaping_learner_name(cfg->seats[i]));
+                          "shaping (sampled): seat %d is '%s'; the sampled mode has ppo and es "
+                          "seats and fixed strategies (allc, alld, tft, tft-maj)",
+                          i, ag_shaping_learner_name(l));
+    if (l == AG_LEARNER_ES && !cfg->shaper_params)
+      return ag_error_set(AG_ERR_INVALID,
+                          "shaping (sampled): seat %d is 'es' and needs trained shaper "
+                          "parameters (ag_shaping_sampled_es_train)",
+                          i);
+  }
+  if (cfg->shaper_hidden < 0 || cfg->shaper_hidden > 4096)
+    return ag_error_set(AG_ERR_INVALID, "shaping (sampled): shaper hidden size must be 1..4096");
   const ag_ppo_config *c = &cfg->ppo;
   if (cfg->iterations < 0 || c->hidden < 1 || c->hidden > 64 || c->episodes < 1 || c->steps < 1 ||
       c->epochs < 1)
@@ -250,6 +311,12 @@ static void advantages(ppo_batch *b, int B, int T, double gamma, double lambda) 
 
 ag_status ag_shaping_sampled_run(const ag_shaping_sampled_config *cfg,
                                  ag_shaping_sampled_observer observe, void *ctx) {
+  return ag_shaping_sampled_run_mean(cfg, observe, ctx, NULL);
+}
+
+ag_status ag_shaping_sampled_run_mean(const ag_shaping_sampled_config *cfg,
+                                      ag_shaping_sampled_observer observe, void *ctx,
+                                      double *mean_reward) {
   ag_status st = ag_shaping_sampled_check(cfg);
   if (st) return st;
   const ag_ppo_config *c = &cfg->ppo;
@@ -264,6 +331,7 @@ ag_status ag_shaping_sampled_run(const ag_shaping_sampled_config *cfg,
   ag_rng_seed2(&init, cfg->seed, 0x70706f); /* "ppo" */
   int64_t BT = (int64_t)B * T;
   for (int i = 0; i < n && !st; i++) {
+    if (cfg->seats[i] == AG_LEARNER_ES) continue;
     if (cfg->seats[i] != AG_LEARNER_PPO) {
       st = ag_shaping_fixed_logits(cfg->seats[i], n, fixed[i]);
       continue;
@@ -284,6 +352,16 @@ ag_status ag_shaping_sampled_run(const ag_shaping_sampled_config *cfg,
   ag_game_batch env;
   memset(&env, 0, sizeof env);
   if (!st) st = ag_game_batch_init(&env, cfg->game, B);
+  /* es seats: the row of parameters and a hidden state per episode lane
+   * that persists across the run's inner episodes (the meta-episode). */
+  int SH = cfg->shaper_hidden > 0 ? cfg->shaper_hidden : AG_SHAPER_DEFAULT_HIDDEN;
+  int shaper_count = ag_shaping_sampled_shaper_param_count(n, SH), es_row[AG_GAME_MAX_PLAYERS];
+  int es_count = 0;
+  for (int i = 0; i < n; i++) es_row[i] = cfg->seats[i] == AG_LEARNER_ES ? es_count++ : -1;
+  double *es_hidden = calloc((size_t)(es_count * B * SH) + 1, sizeof(double));
+  double *es_scratch = malloc(sizeof(double) * (size_t)(4 * SH));
+  double total_reward[AG_GAME_MAX_PLAYERS] = {0};
+  if (!st && (!es_hidden || !es_scratch)) st = ag_error_set(AG_ERR_NOMEM, "ppo: out of memory");
   uint8_t *acts = malloc((size_t)(B * n));
   double *rew = malloc(sizeof(double) * (size_t)(B * n));
   float *hidden = calloc((size_t)(n * B * H), sizeof(float));
@@ -318,6 +396,11 @@ ag_status ag_shaping_sampled_run(const ag_shaping_sampled_config *cfg,
             b->actions[2 * k] = d ? 0.0f : 1.0f;
             b->actions[2 * k + 1] = d ? 1.0f : 0.0f;
             b->logp_old[k] = d ? ld : lc;
+          } else if (es_row[i] >= 0) {
+            double *h = es_hidden + ((size_t)es_row[i] * B + e) * SH;
+            double l = shaper_act(cfg->shaper_params + (size_t)es_row[i] * shaper_count, S, SH,
+                                  state, h, es_scratch);
+            acts[e * n + i] = (uint8_t)(ag_rng_uniform(&rng) >= (float)sigmoid_d(l));
           } else {
             p = (float)(1.0 / (1.0 + exp(-fixed[i][state])));
             acts[e * n + i] = (uint8_t)(ag_rng_uniform(&rng) >= p);
@@ -339,6 +422,7 @@ ag_status ag_shaping_sampled_run(const ag_shaping_sampled_config *cfg,
     for (int i = 0; i < n; i++) {
       discounted[i] /= B;
       per_step[i] = reward_sum[i] / (double)BT;
+      total_reward[i] += per_step[i];
       coop[i] = coop_sum[i] / (double)BT;
       welfare += per_step[i] / n;
       rate += coop[i] / n;
@@ -363,7 +447,11 @@ ag_status ag_shaping_sampled_run(const ag_shaping_sampled_config *cfg,
       st = observe(&r, ctx);
     }
   }
+  if (!st && mean_reward)
+    for (int i = 0; i < n; i++) mean_reward[i] = total_reward[i] / (cfg->iterations + 1);
   ag_game_batch_free(&env);
+  free(es_hidden);
+  free(es_scratch);
   free(acts);
   free(rew);
   free(hidden);

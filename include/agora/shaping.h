@@ -322,6 +322,7 @@ typedef struct ag_shaping_sampled_record {
   const double *loss;            /* (n) the last PPO loss of the update that follows (0: none) */
   double welfare;                /* mean of reward_per_step */
   double cooperation_rate;       /* mean of cooperation */
+  const double *visitation;      /* (2^n) share of the batch's steps in each joint action */
 } ag_shaping_sampled_record;
 
 typedef ag_status (*ag_shaping_sampled_observer)(const ag_shaping_sampled_record *record,

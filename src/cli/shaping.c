@@ -224,8 +224,10 @@ static ag_status record_sampled(const ag_shaping_sampled_record *r, void *ctx) {
   write_array(o->jsonl, r->cooperation, n);
   fputs(",\"ppo_loss\":", o->jsonl);
   write_array(o->jsonl, r->loss, n);
-  fprintf(o->jsonl, ",\"welfare\":%.10g,\"cooperation_rate\":%.10g}\n", r->welfare,
+  fprintf(o->jsonl, ",\"welfare\":%.10g,\"cooperation_rate\":%.10g,\"visitation\":", r->welfare,
           r->cooperation_rate);
+  write_array(o->jsonl, r->visitation, 1 << n);
+  fputs("}\n", o->jsonl);
   for (int i = 0; i < n; i++) {
     o->final_values[i] = r->values[i];
     o->final_reward[i] = r->reward_per_step[i];

@@ -126,7 +126,11 @@ import json, sys
 d = json.loads(sys.stdin.read())
 assert d["mode"] == "sampled" and d["seats"] == ["ppo", "alld"] and len(d["returns"]) == 2
 assert d["cooperation"][0] < 0.3, d  # the best response to always-defect
-' && head -1 "$TMP/s/curve.jsonl" | $PY -c 'import json,sys; assert "ppo_loss" in json.loads(sys.stdin.read())'
+' && head -1 "$TMP/s/curve.jsonl" | $PY -c '
+import json, sys
+r = json.loads(sys.stdin.read())
+assert "ppo_loss" in r and len(r["visitation"]) == 4 and abs(sum(r["visitation"]) - 1) < 1e-9
+'
 then pass "sampled curves and --json"; else fail "sampled curves and --json"; fi
 status "sampled es shaper" 0 shape run --mode sampled --game ipd --players 2 --seats es,ppo \
   --steps 2 --ppo-episodes 4 --ppo-steps 10 --es-generations 2 --es-population 4 --hidden 4 \

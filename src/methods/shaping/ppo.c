@@ -367,7 +367,7 @@ ag_status ag_shaping_sampled_run_mean(const ag_shaping_sampled_config *cfg,
   float *hidden = calloc((size_t)(n * B * H), sizeof(float));
   if (!st && (!acts || !rew || !hidden)) st = ag_error_set(AG_ERR_NOMEM, "ppo: out of memory");
   double reward_sum[AG_GAME_MAX_PLAYERS], coop_sum[AG_GAME_MAX_PLAYERS], loss[AG_GAME_MAX_PLAYERS];
-  double discounted[AG_GAME_MAX_PLAYERS];
+  double discounted[AG_GAME_MAX_PLAYERS], visits[1 << AG_GAME_MAX_PLAYERS];
   for (int it = 0; it <= cfg->iterations && !st; it++) {
     /* Play a batch with the current policies. */
     ag_rng rng;
@@ -375,6 +375,7 @@ ag_status ag_shaping_sampled_run_mean(const ag_shaping_sampled_config *cfg,
     ag_game_batch_reset(&env);
     memset(hidden, 0, sizeof(float) * (size_t)(n * B * H));
     for (int i = 0; i < n; i++) reward_sum[i] = coop_sum[i] = loss[i] = discounted[i] = 0;
+    memset(visits, 0, sizeof(double) * (size_t)(1 << n));
     double weight = 1;
     for (int s = 0; s < T && !st; s++, weight *= c->gamma) {
       for (int e = 0; e < B; e++)
@@ -408,6 +409,7 @@ ag_status ag_shaping_sampled_run_mean(const ag_shaping_sampled_config *cfg,
           coop_sum[i] += acts[e * n + i] == 0;
         }
       st = ag_game_batch_step(&env, acts, rew);
+      for (int e = 0; e < B && !st; e++) visits[env.joint[e]] += 1;
       for (int e = 0; e < B && !st; e++)
         for (int i = 0; i < n; i++) {
           reward_sum[i] += rew[e * n + i];
@@ -419,6 +421,7 @@ ag_status ag_shaping_sampled_run_mean(const ag_shaping_sampled_config *cfg,
     if (st) break;
     /* Report the batch just played (iteration 0: the initial policies). */
     double per_step[AG_GAME_MAX_PLAYERS], coop[AG_GAME_MAX_PLAYERS], welfare = 0, rate = 0;
+    for (int a = 0; a < (1 << n); a++) visits[a] /= (double)BT;
     for (int i = 0; i < n; i++) {
       discounted[i] /= B;
       per_step[i] = reward_sum[i] / (double)BT;
@@ -443,7 +446,8 @@ ag_status ag_shaping_sampled_run_mean(const ag_shaping_sampled_config *cfg,
                                      .cooperation = coop,
                                      .loss = loss,
                                      .welfare = welfare,
-                                     .cooperation_rate = rate};
+                                     .cooperation_rate = rate,
+                                     .visitation = visits};
       st = observe(&r, ctx);
     }
   }

@@ -15,8 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The learning curves of a run (curve.csv, curve.jsonl, written
+ * atomically) and the last row, for the final lines. */
 typedef struct run_output {
+  ag_atomic_file *csv_file, *jsonl_file;
   FILE *csv, *jsonl;
+  char csv_path[4096], jsonl_path[4096];
   int players;
   double final_values[AG_GAME_MAX_PLAYERS];
   double final_reward[AG_GAME_MAX_PLAYERS];
@@ -30,23 +34,76 @@ static void write_array(FILE *f, const double *v, int count) {
   fputc(']', f);
 }
 
+/* Opens OUT/curve.csv and OUT/curve.jsonl and writes the CSV header. */
+static ag_status curves_open(run_output *o, const char *out_dir, int players) {
+  memset(o, 0, sizeof *o);
+  o->players = players;
+  snprintf(o->csv_path, sizeof o->csv_path, "%s/curve.csv", out_dir);
+  snprintf(o->jsonl_path, sizeof o->jsonl_path, "%s/curve.jsonl", out_dir);
+  ag_status st = ag_atomic_open(o->csv_path, &o->csv_file);
+  if (st) return st;
+  if ((st = ag_atomic_open(o->jsonl_path, &o->jsonl_file))) {
+    ag_atomic_abort(o->csv_file);
+    return st;
+  }
+  o->csv = ag_atomic_stream(o->csv_file);
+  o->jsonl = ag_atomic_stream(o->jsonl_file);
+  fputs("step", o->csv);
+  for (int i = 0; i < players; i++) fprintf(o->csv, ",value_%d", i);
+  for (int i = 0; i < players; i++) fprintf(o->csv, ",reward_per_step_%d", i);
+  for (int i = 0; i < players; i++) fprintf(o->csv, ",cooperation_%d", i);
+  fputs(",welfare,cooperation_rate\n", o->csv);
+  return AG_OK;
+}
+
+/* Commits both files after a run that ended with st, or drops both. */
+static ag_status curves_close(run_output *o, ag_status st) {
+  if (st) {
+    ag_atomic_abort(o->csv_file);
+    ag_atomic_abort(o->jsonl_file);
+    return st;
+  }
+  st = ag_atomic_commit(o->csv_file);
+  ag_status st2 = ag_atomic_commit(o->jsonl_file);
+  return st ? st : st2;
+}
+
+/* One row: the CSV line, and the JSONL object up to its cooperation rate
+ * (the caller adds its own fields and closes it); kept as the last row. */
+static void curve_row(run_output *o, int step, const double *values, const double *reward,
+                      const double *coop, double welfare, double rate) {
+  int n = o->players;
+  fprintf(o->csv, "%d", step);
+  for (int i = 0; i < n; i++) fprintf(o->csv, ",%.10g", values[i]);
+  for (int i = 0; i < n; i++) fprintf(o->csv, ",%.10g", reward[i]);
+  for (int i = 0; i < n; i++) fprintf(o->csv, ",%.10g", coop[i]);
+  fprintf(o->csv, ",%.10g,%.10g\n", welfare, rate);
+  fprintf(o->jsonl, "{\"step\":%d,\"values\":", step);
+  write_array(o->jsonl, values, n);
+  fputs(",\"reward_per_step\":", o->jsonl);
+  write_array(o->jsonl, reward, n);
+  fputs(",\"cooperation\":", o->jsonl);
+  write_array(o->jsonl, coop, n);
+  fprintf(o->jsonl, ",\"welfare\":%.10g,\"cooperation_rate\":%.10g", welfare, rate);
+  memcpy(o->final_values, values, sizeof(double) * (size_t)n);
+  memcpy(o->final_reward, reward, sizeof(double) * (size_t)n);
+  memcpy(o->final_coop, coop, sizeof(double) * (size_t)n);
+  o->welfare = welfare;
+  o->cooperation_rate = rate;
+}
+
+static ag_status curves_checked(const run_output *o) {
+  return ferror(o->csv) || ferror(o->jsonl)
+             ? ag_error_set(AG_ERR_IO, "shaping: writing the learning curves failed")
+             : AG_OK;
+}
+
 static ag_status record_step(const ag_shaping_record *r, void *ctx) {
   run_output *o = ctx;
   int n = r->players;
-  fprintf(o->csv, "%d", r->step);
-  for (int i = 0; i < n; i++) fprintf(o->csv, ",%.10g", r->values[i]);
-  for (int i = 0; i < n; i++) fprintf(o->csv, ",%.10g", r->reward_per_step[i]);
-  for (int i = 0; i < n; i++) fprintf(o->csv, ",%.10g", r->cooperation[i]);
-  fprintf(o->csv, ",%.10g,%.10g\n", r->welfare, r->cooperation_rate);
-
-  fprintf(o->jsonl, "{\"step\":%d,\"values\":", r->step);
-  write_array(o->jsonl, r->values, n);
-  fputs(",\"reward_per_step\":", o->jsonl);
-  write_array(o->jsonl, r->reward_per_step, n);
-  fputs(",\"cooperation\":", o->jsonl);
-  write_array(o->jsonl, r->cooperation, n);
-  fprintf(o->jsonl, ",\"welfare\":%.10g,\"cooperation_rate\":%.10g,\"visitation\":", r->welfare,
-          r->cooperation_rate);
+  curve_row(o, r->step, r->values, r->reward_per_step, r->cooperation, r->welfare,
+            r->cooperation_rate);
+  fputs(",\"visitation\":", o->jsonl);
   write_array(o->jsonl, r->occupancy, 1 << n);
   /* Each player's cooperation probability in each of its own states. */
   fputs(",\"policies\":[", o->jsonl);
@@ -57,14 +114,60 @@ static ag_status record_step(const ag_shaping_record *r, void *ctx) {
     write_array(o->jsonl, p, r->states);
   }
   fputs("]}\n", o->jsonl);
-  if (ferror(o->csv) || ferror(o->jsonl))
-    return ag_error_set(AG_ERR_IO, "shaping: writing the learning curves failed");
-  memcpy(o->final_values, r->values, sizeof(double) * n);
-  memcpy(o->final_reward, r->reward_per_step, sizeof(double) * n);
-  memcpy(o->final_coop, r->cooperation, sizeof(double) * n);
-  o->welfare = r->welfare;
-  o->cooperation_rate = r->cooperation_rate;
-  return AG_OK;
+  return curves_checked(o);
+}
+
+/* The sampled mode's rows: each value is the batch's mean discounted return
+ * and each cooperation the share of cooperative actions. */
+static ag_status record_sampled(const ag_shaping_sampled_record *r, void *ctx) {
+  run_output *o = ctx;
+  curve_row(o, r->iteration, r->values, r->reward_per_step, r->cooperation, r->welfare,
+            r->cooperation_rate);
+  fputs(",\"visitation\":", o->jsonl);
+  write_array(o->jsonl, r->visitation, 1 << r->players);
+  fputs(",\"ppo_loss\":", o->jsonl);
+  write_array(o->jsonl, r->loss, r->players);
+  fputs("}\n", o->jsonl);
+  return curves_checked(o);
+}
+
+/* The --json line's common part: game, players, seats, steps, welfare,
+ * returns (the last values), reward_per_step, cooperation, cooperation_rate,
+ * and es_training_fitness when es seats were trained. */
+static json_t *final_json(const run_output *o, const char *game, const ag_shaping_learner *seats,
+                          int steps, const double *fitness, int es_seats) {
+  int n = o->players;
+  json_t *obj = json_object(), *returns = json_array(), *coop = json_array();
+  json_t *reward = json_array(), *seat_names = json_array();
+  for (int i = 0; i < n; i++) {
+    json_array_append_new(returns, json_real(o->final_values[i]));
+    json_array_append_new(reward, json_real(o->final_reward[i]));
+    json_array_append_new(coop, json_real(o->final_coop[i]));
+    json_array_append_new(seat_names, json_string(ag_shaping_learner_name(seats[i])));
+  }
+  json_object_set_new(obj, "game", json_string(game));
+  json_object_set_new(obj, "players", json_integer(n));
+  json_object_set_new(obj, "seats", seat_names);
+  json_object_set_new(obj, "steps", json_integer(steps));
+  json_object_set_new(obj, "welfare", json_real(o->welfare));
+  json_object_set_new(obj, "returns", returns);
+  json_object_set_new(obj, "reward_per_step", reward);
+  json_object_set_new(obj, "cooperation", coop);
+  json_object_set_new(obj, "cooperation_rate", json_real(o->cooperation_rate));
+  if (es_seats) {
+    json_t *fit = json_array();
+    for (int k = 0; k < es_seats; k++) json_array_append_new(fit, json_real(fitness[k]));
+    json_object_set_new(obj, "es_training_fitness", fit);
+  }
+  return obj;
+}
+
+/* Prints obj (consumed) as one compact line. */
+static void print_json_line(json_t *obj) {
+  char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+  if (text) printf("%s\n", text);
+  free(text);
+  json_decref(obj);
 }
 
 /* ---- ES training output ---------------------------------------------------------- */
@@ -205,123 +308,8 @@ static ag_status train_shapers(const ag_shaping_run_config *cfg,
     .help = "learners' initial logits ~ N(0, init-std^2)", .min = 0, .max = 1e3                    \
   }
 
-/* curve.csv / curve.jsonl rows of the sampled mode: the exact mode's
- * columns, with each value the batch's mean discounted return and each
- * cooperation the share of cooperative actions. */
-static ag_status record_sampled(const ag_shaping_sampled_record *r, void *ctx) {
-  run_output *o = ctx;
-  int n = r->players;
-  fprintf(o->csv, "%d", r->iteration);
-  for (int i = 0; i < n; i++) fprintf(o->csv, ",%.10g", r->values[i]);
-  for (int i = 0; i < n; i++) fprintf(o->csv, ",%.10g", r->reward_per_step[i]);
-  for (int i = 0; i < n; i++) fprintf(o->csv, ",%.10g", r->cooperation[i]);
-  fprintf(o->csv, ",%.10g,%.10g\n", r->welfare, r->cooperation_rate);
-  fprintf(o->jsonl, "{\"step\":%d,\"values\":", r->iteration);
-  write_array(o->jsonl, r->values, n);
-  fputs(",\"reward_per_step\":", o->jsonl);
-  write_array(o->jsonl, r->reward_per_step, n);
-  fputs(",\"cooperation\":", o->jsonl);
-  write_array(o->jsonl, r->cooperation, n);
-  fputs(",\"ppo_loss\":", o->jsonl);
-  write_array(o->jsonl, r->loss, n);
-  fprintf(o->jsonl, ",\"welfare\":%.10g,\"cooperation_rate\":%.10g,\"visitation\":", r->welfare,
-          r->cooperation_rate);
-  write_array(o->jsonl, r->visitation, 1 << n);
-  fputs("}\n", o->jsonl);
-  for (int i = 0; i < n; i++) {
-    o->final_values[i] = r->values[i];
-    o->final_reward[i] = r->reward_per_step[i];
-    o->final_coop[i] = r->cooperation[i];
-  }
-  o->welfare = r->welfare;
-  o->cooperation_rate = r->cooperation_rate;
-  if (ferror(o->csv) || ferror(o->jsonl))
-    return ag_error_set(AG_ERR_IO, "writing the learning curves failed");
-  return AG_OK;
-}
-
-/* `shape run --mode sampled`: curves, plot, final lines and --json. */
-
-/* The sampled run itself: trains the es seats first when there are any. */
-static int run_sampled_with(ag_shaping_sampled_config *cfg0, const ag_shaping_es_config *es,
-                            int es_seats, double *fitness, bool json, const char *out_dir) {
-  const ag_shaping_sampled_config cfg = *cfg0;
-  const ag_game *game = cfg.game;
-  const ag_shaping_learner *seats = cfg.seats;
-  const ag_ppo_config *ppo = &cfg.ppo;
-  int n = game->players, iterations = cfg.iterations;
-  uint64_t seed = cfg.seed;
-  char csv_path[4096], jsonl_path[4096];
-  snprintf(csv_path, sizeof csv_path, "%s/curve.csv", out_dir);
-  snprintf(jsonl_path, sizeof jsonl_path, "%s/curve.jsonl", out_dir);
-  if (ag_shaping_sampled_check(&cfg)) return ag_cli_error("%s", ag_error_message());
-  if (ag_mkdir_p(out_dir)) return ag_cli_error("%s", ag_error_message());
-  if (es_seats &&
-      train_shapers(NULL, &cfg, es, out_dir, (double *)cfg.shaper_params, es_seats, fitness))
-    return ag_cli_error("%s", ag_error_message());
-  ag_atomic_file *csv = NULL, *jsonl = NULL;
-  if (ag_atomic_open(csv_path, &csv)) return ag_cli_error("%s", ag_error_message());
-  if (ag_atomic_open(jsonl_path, &jsonl)) {
-    ag_atomic_abort(csv);
-    return ag_cli_error("%s", ag_error_message());
-  }
-  run_output o = {.csv = ag_atomic_stream(csv), .jsonl = ag_atomic_stream(jsonl), .players = n};
-  fputs("step", o.csv);
-  for (int i = 0; i < n; i++) fprintf(o.csv, ",value_%d", i);
-  for (int i = 0; i < n; i++) fprintf(o.csv, ",reward_per_step_%d", i);
-  for (int i = 0; i < n; i++) fprintf(o.csv, ",cooperation_%d", i);
-  fputs(",welfare,cooperation_rate\n", o.csv);
-  ag_status st = ag_shaping_sampled_run(&cfg, record_sampled, &o);
-  if (st) {
-    ag_atomic_abort(csv);
-    ag_atomic_abort(jsonl);
-    return ag_cli_error("%s", ag_error_message());
-  }
-  st = ag_atomic_commit(csv);
-  ag_status st2 = ag_atomic_commit(jsonl);
-  if (st || st2) return ag_cli_error("%s", ag_error_message());
-  if (ag_shaping_plot_run(out_dir, game, seats)) return ag_cli_error("%s", ag_error_message());
-  printf("%s, %d players, sampled, %d batches of %d x %d steps, seed %llu: welfare %.4f per step, "
-         "cooperation %.3f\n",
-         game->name, n, iterations, ppo->episodes, ppo->steps, (unsigned long long)seed, o.welfare,
-         o.cooperation_rate);
-  for (int i = 0; i < n; i++)
-    printf("  player %d (%s): discounted return %.4f, reward per step %.4f, cooperation %.3f\n", i,
-           ag_shaping_learner_name(seats[i]), o.final_values[i], o.final_reward[i],
-           o.final_coop[i]);
-  printf("curves: %s, %s; plot: %s/plot.svg\n", csv_path, jsonl_path, out_dir);
-  if (json) {
-    json_t *obj = json_object(), *returns = json_array(), *coop = json_array();
-    json_t *reward = json_array(), *seat_names = json_array();
-    for (int i = 0; i < n; i++) {
-      json_array_append_new(returns, json_real(o.final_values[i]));
-      json_array_append_new(reward, json_real(o.final_reward[i]));
-      json_array_append_new(coop, json_real(o.final_coop[i]));
-      json_array_append_new(seat_names, json_string(ag_shaping_learner_name(seats[i])));
-    }
-    json_object_set_new(obj, "game", json_string(game->name));
-    json_object_set_new(obj, "players", json_integer(n));
-    json_object_set_new(obj, "mode", json_string("sampled"));
-    json_object_set_new(obj, "seats", seat_names);
-    json_object_set_new(obj, "steps", json_integer(iterations));
-    json_object_set_new(obj, "welfare", json_real(o.welfare));
-    json_object_set_new(obj, "returns", returns);
-    json_object_set_new(obj, "reward_per_step", reward);
-    json_object_set_new(obj, "cooperation", coop);
-    json_object_set_new(obj, "cooperation_rate", json_real(o.cooperation_rate));
-    if (es_seats) {
-      json_t *fit = json_array();
-      for (int k = 0; k < es_seats; k++) json_array_append_new(fit, json_real(fitness[k]));
-      json_object_set_new(obj, "es_training_fitness", fit);
-    }
-    char *text = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(10));
-    if (text) printf("%s\n", text);
-    free(text);
-    json_decref(obj);
-  }
-  return 0;
-}
-
+/* `shape run --mode sampled`: trains the es seats when there are any, runs,
+ * and writes the curves, the plot, the final lines and --json. */
 static int run_sampled(const ag_game *game, const ag_shaping_learner *seats, int iterations,
                        const ag_ppo_config *ppo, ag_shaping_es_config es, uint64_t seed, bool json,
                        const char *out_dir) {
@@ -342,10 +330,32 @@ static int run_sampled(const ag_game *game, const ag_shaping_learner *seats, int
                                    .shaper_params = params,
                                    .shaper_hidden = hidden};
   es.seed = seed;
-  int rc = run_sampled_with(&cfg, &es, es_seats, fitness, json, out_dir);
+  run_output o;
+  ag_status st = ag_shaping_sampled_check(&cfg);
+  if (!st) st = ag_mkdir_p(out_dir);
+  if (!st && es_seats) st = train_shapers(NULL, &cfg, &es, out_dir, params, es_seats, fitness);
+  if (!st && !(st = curves_open(&o, out_dir, n)))
+    st = curves_close(&o, ag_shaping_sampled_run(&cfg, record_sampled, &o));
+  if (!st) st = ag_shaping_plot_run(out_dir, game, seats);
   free(params);
-  return rc;
+  if (st) return ag_cli_error("%s", ag_error_message());
+  printf("%s, %d players, sampled, %d batches of %d x %d steps, seed %llu: welfare %.4f per step, "
+         "cooperation %.3f\n",
+         game->name, n, iterations, ppo->episodes, ppo->steps, (unsigned long long)seed, o.welfare,
+         o.cooperation_rate);
+  for (int i = 0; i < n; i++)
+    printf("  player %d (%s): discounted return %.4f, reward per step %.4f, cooperation %.3f\n", i,
+           ag_shaping_learner_name(seats[i]), o.final_values[i], o.final_reward[i],
+           o.final_coop[i]);
+  printf("curves: %s, %s; plot: %s/plot.svg\n", o.csv_path, o.jsonl_path, out_dir);
+  if (json) {
+    json_t *obj = final_json(&o, game->name, seats, iterations, fitness, es_seats);
+    json_object_set_new(obj, "mode", json_string("sampled"));
+    print_json_line(obj);
+  }
+  return 0;
 }
+
 static int cmd_run(int argc, char **argv) {
   const char *game_spec = "ipd", *seats_list = NULL, *learners = NULL, *out_dir = NULL;
   int players = 3, steps = 200;
@@ -493,39 +503,13 @@ static int cmd_run(int argc, char **argv) {
     return ag_cli_error("%s", ag_error_message());
   }
 
-  char csv_path[4096], jsonl_path[4096];
-  snprintf(csv_path, sizeof csv_path, "%s/curve.csv", out_dir);
-  snprintf(jsonl_path, sizeof jsonl_path, "%s/curve.jsonl", out_dir);
-  ag_atomic_file *csv = NULL, *jsonl = NULL;
-  if (ag_atomic_open(csv_path, &csv)) {
-    free(params);
-    return ag_cli_error("%s", ag_error_message());
-  }
-  if (ag_atomic_open(jsonl_path, &jsonl)) {
-    ag_atomic_abort(csv);
-    free(params);
-    return ag_cli_error("%s", ag_error_message());
-  }
-  run_output o = {
-      .csv = ag_atomic_stream(csv), .jsonl = ag_atomic_stream(jsonl), .players = players};
-  fputs("step", o.csv);
-  for (int i = 0; i < players; i++) fprintf(o.csv, ",value_%d", i);
-  for (int i = 0; i < players; i++) fprintf(o.csv, ",reward_per_step_%d", i);
-  for (int i = 0; i < players; i++) fprintf(o.csv, ",cooperation_%d", i);
-  fputs(",welfare,cooperation_rate\n", o.csv);
-
+  run_output o;
   double mean_reward[AG_GAME_MAX_PLAYERS];
-  st = ag_shaping_exact_run_mean(&cfg, record_step, &o, mean_reward);
+  if (!(st = curves_open(&o, out_dir, players)))
+    st = curves_close(&o, ag_shaping_exact_run_mean(&cfg, record_step, &o, mean_reward));
   free(params);
-  if (st) {
-    ag_atomic_abort(csv);
-    ag_atomic_abort(jsonl);
-    return ag_cli_error("%s", ag_error_message());
-  }
-  st = ag_atomic_commit(csv);
-  ag_status st2 = ag_atomic_commit(jsonl);
-  if (st || st2) return ag_cli_error("%s", ag_error_message());
-  if (ag_shaping_plot_run(out_dir, &game, seats)) return ag_cli_error("%s", ag_error_message());
+  if (!st) st = ag_shaping_plot_run(out_dir, &game, seats);
+  if (st) return ag_cli_error("%s", ag_error_message());
 
   printf("%s, %d players, %d steps, seed %llu: welfare %.4f per step, cooperation %.3f\n",
          game.name, players, steps, (unsigned long long)common.seed, o.welfare, o.cooperation_rate);
@@ -534,36 +518,13 @@ static int cmd_run(int argc, char **argv) {
            "%.3f\n",
            i, ag_shaping_learner_name(seats[i]), o.final_values[i], o.final_reward[i],
            mean_reward[i], o.final_coop[i]);
-  printf("curves: %s, %s; plot: %s/plot.svg\n", csv_path, jsonl_path, out_dir);
+  printf("curves: %s, %s; plot: %s/plot.svg\n", o.csv_path, o.jsonl_path, out_dir);
   if (common.json) {
-    json_t *obj = json_object(), *returns = json_array(), *coop = json_array();
-    json_t *reward = json_array(), *mean = json_array(), *seat_names = json_array();
-    for (int i = 0; i < players; i++) {
-      json_array_append_new(returns, json_real(o.final_values[i]));
-      json_array_append_new(reward, json_real(o.final_reward[i]));
-      json_array_append_new(mean, json_real(mean_reward[i]));
-      json_array_append_new(coop, json_real(o.final_coop[i]));
-      json_array_append_new(seat_names, json_string(ag_shaping_learner_name(seats[i])));
-    }
-    json_object_set_new(obj, "game", json_string(game.name));
-    json_object_set_new(obj, "players", json_integer(players));
-    json_object_set_new(obj, "seats", seat_names);
-    json_object_set_new(obj, "steps", json_integer(steps));
-    json_object_set_new(obj, "welfare", json_real(o.welfare));
-    json_object_set_new(obj, "returns", returns);
-    json_object_set_new(obj, "reward_per_step", reward);
+    json_t *obj = final_json(&o, game.name, seats, steps, fitness, es_seats);
+    json_t *mean = json_array();
+    for (int i = 0; i < players; i++) json_array_append_new(mean, json_real(mean_reward[i]));
     json_object_set_new(obj, "mean_reward_per_step", mean);
-    json_object_set_new(obj, "cooperation", coop);
-    json_object_set_new(obj, "cooperation_rate", json_real(o.cooperation_rate));
-    if (es_seats) {
-      json_t *fit = json_array();
-      for (int k = 0; k < es_seats; k++) json_array_append_new(fit, json_real(fitness[k]));
-      json_object_set_new(obj, "es_training_fitness", fit);
-    }
-    char *text = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(10));
-    if (text) printf("%s\n", text);
-    free(text);
-    json_decref(obj);
+    print_json_line(obj);
   }
   return 0;
 }

@@ -124,19 +124,14 @@ ag_shaping_es_config ag_shaping_es_defaults(void) {
 }
 
 /* splitmix64's finaliser: independent-looking seeds from (seed, a, b). */
-static uint64_t mix_seed(uint64_t seed, uint64_t a, uint64_t b) {
+uint64_t shaping_mix_seed(uint64_t seed, uint64_t a, uint64_t b) {
   uint64_t z = seed ^ (a * 0x9E3779B97F4A7C15ull) ^ (b * 0xC2B2AE3D27D4EB4Full);
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
 }
 
-/* Stream tags, so training never reuses an evaluation's starts. */
-#define STREAM_INIT       0x5e11
-#define STREAM_DIRECTIONS 0xd1ec
-#define STREAM_STARTS     0x57a7
-
-static ag_status check_es(const ag_shaping_es_config *es) {
+ag_status shaping_es_check(const ag_shaping_es_config *es) {
   if (es->generations < 0 || es->generations > 100000000)
     return ag_error_set(AG_ERR_INVALID, "es: generations must be 0..1e8, got %d", es->generations);
   if (es->population < 2 || es->population % 2 || es->population > 1000000)
@@ -154,11 +149,41 @@ static ag_status check_es(const ag_shaping_es_config *es) {
   return AG_OK;
 }
 
+ag_status shaping_es_generation_end(ag_openes *const *opt, int K, int pop,
+                                    const ag_status *member_st, const char *first_error,
+                                    const double *fitness, int generation,
+                                    const ag_shaping_es_config *es, ag_shaping_es_observer observe,
+                                    void *ctx) {
+  for (int m = 0; m < pop; m++)
+    if (member_st[m]) return ag_error_set(member_st[m], "%s", first_error);
+  double mean_fit[AG_GAME_MAX_PLAYERS], best_fit[AG_GAME_MAX_PLAYERS];
+  ag_status st = AG_OK;
+  for (int k = 0; k < K && !st; k++) {
+    const double *f = fitness + (size_t)k * pop;
+    mean_fit[k] = 0;
+    best_fit[k] = f[0];
+    for (int m = 0; m < pop; m++) {
+      mean_fit[k] += f[m] / pop;
+      if (f[m] > best_fit[k]) best_fit[k] = f[m];
+    }
+    st = ag_openes_tell(opt[k], f);
+  }
+  if (!st && observe) {
+    ag_shaping_es_report r = {.generation = generation,
+                              .generations = es->generations,
+                              .es_seats = K,
+                              .mean_fitness = mean_fit,
+                              .best_fitness = best_fit};
+    st = observe(&r, ctx);
+  }
+  return st;
+}
+
 ag_status ag_shaping_es_train(const ag_shaping_run_config *run, const ag_shaping_es_config *es,
                               double *params, ag_shaping_es_observer observe, void *ctx) {
   if (!run || !es || !params)
     return ag_error_set(AG_ERR_INVALID, "ag_shaping_es_train: NULL argument");
-  ag_status st = check_es(es);
+  ag_status st = shaping_es_check(es);
   if (st) return st;
   ag_shaping_run_config rc = *run;
   rc.shaper_hidden = es->hidden > 0 ? es->hidden : AG_SHAPER_DEFAULT_HIDDEN;
@@ -182,7 +207,6 @@ ag_status ag_shaping_es_train(const ag_shaping_run_config *run, const ag_shaping
   double *fitness = calloc((size_t)K * pop, sizeof(double));      /* (K, pop) */
   double *rewards = calloc((size_t)threads * n, sizeof(double));
   ag_status *member_st = calloc((size_t)pop, sizeof(ag_status));
-  double mean_fit[AG_GAME_MAX_PLAYERS], best_fit[AG_GAME_MAX_PLAYERS];
   char first_error[512] = "";
   if (!cand || !fitness || !rewards || !member_st) {
     st = ag_error_set(AG_ERR_NOMEM, "es: out of memory");
@@ -190,13 +214,14 @@ ag_status ag_shaping_es_train(const ag_shaping_run_config *run, const ag_shaping
   }
   for (int k = 0; k < K && !st; k++) {
     ag_rng rng;
-    ag_rng_seed2(&rng, es->seed, mix_seed(STREAM_INIT, (uint64_t)k, 0));
+    ag_rng_seed2(&rng, es->seed, shaping_mix_seed(SHAPING_STREAM_INIT, (uint64_t)k, 0));
     ag_shaper_init(n, rc.shaper_hidden, &rng, params + (size_t)k * D);
     ag_openes_config oc = {.dim = D,
                            .population = pop,
                            .sigma = es->sigma,
                            .lr = es->lr,
-                           .seed = mix_seed(es->seed, STREAM_DIRECTIONS, (uint64_t)k)};
+                           .seed =
+                               shaping_mix_seed(es->seed, SHAPING_STREAM_DIRECTIONS, (uint64_t)k)};
     st = ag_openes_new(&oc, params + (size_t)k * D, &opt[k]);
   }
   /* One thread: no parallel region, and serial BLAS (see internal.h). */
@@ -217,7 +242,8 @@ ag_status ag_shaping_es_train(const ag_shaping_run_config *run, const ag_shaping
       ag_status ms = AG_OK;
       for (int e = 0; e < es->episodes && !ms; e++) {
         /* Every candidate of a generation meets the same starts. */
-        uint64_t start = mix_seed(es->seed, STREAM_STARTS, (uint64_t)gen * es->episodes + e);
+        uint64_t start =
+            shaping_mix_seed(es->seed, SHAPING_STREAM_STARTS, (uint64_t)gen * es->episodes + e);
         ms = shaping_episode_run(w, mine, start, NULL, NULL, rew);
         for (int k = 0; k < K && !ms; k++)
           fitness[(size_t)k * pop + m] += rew[w->es_seat[k]] / es->episodes;
@@ -228,26 +254,8 @@ ag_status ag_shaping_es_train(const ag_shaping_run_config *run, const ag_shaping
         if (!first_error[0]) snprintf(first_error, sizeof first_error, "%s", ag_error_message());
       }
     }
-    for (int m = 0; m < pop && !st; m++)
-      if (member_st[m]) st = ag_error_set(member_st[m], "%s", first_error);
-    for (int k = 0; k < K && !st; k++) {
-      const double *f = fitness + (size_t)k * pop;
-      mean_fit[k] = 0;
-      best_fit[k] = f[0];
-      for (int m = 0; m < pop; m++) {
-        mean_fit[k] += f[m] / pop;
-        if (f[m] > best_fit[k]) best_fit[k] = f[m];
-      }
-      st = ag_openes_tell(opt[k], f);
-    }
-    if (!st && observe) {
-      ag_shaping_es_report r = {.generation = gen + 1,
-                                .generations = es->generations,
-                                .es_seats = K,
-                                .mean_fitness = mean_fit,
-                                .best_fitness = best_fit};
-      st = observe(&r, ctx);
-    }
+    st = shaping_es_generation_end(opt, K, pop, member_st, first_error, fitness, gen + 1, es,
+                                   observe, ctx);
   }
   shaping_blas_serial_end(blas);
   for (int k = 0; k < K && !st; k++)

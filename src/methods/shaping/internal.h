@@ -43,6 +43,22 @@ void shaper_features(shaping_episode *w, int seat, int step, bool first);
 void shaper_step(const double *params, int players, int hidden, const double *x, double *h,
                  double *scratch, double *logits);
 
+/* es_shaper.c, shared with the sampled mode's trainer (sampled_es.c): the
+ * seed mixer and stream tags of ES training, the check of its options, and
+ * the end of a generation — the first failed candidate's error (member_st,
+ * first_error), else every shaper's OpenES told its fitness row (K, pop)
+ * and the observer given the generation's mean and best. */
+uint64_t shaping_mix_seed(uint64_t seed, uint64_t a, uint64_t b);
+#define SHAPING_STREAM_INIT       0x5e11
+#define SHAPING_STREAM_DIRECTIONS 0xd1ec
+#define SHAPING_STREAM_STARTS     0x57a7
+ag_status shaping_es_check(const ag_shaping_es_config *es);
+ag_status shaping_es_generation_end(ag_openes *const *opt, int K, int pop,
+                                    const ag_status *member_st, const char *first_error,
+                                    const double *fitness, int generation,
+                                    const ag_shaping_es_config *es, ag_shaping_es_observer observe,
+                                    void *ctx);
+
 /* plot.c: dir/name into buf. */
 ag_status shaping_path(char *buf, size_t size, const char *dir, const char *name);
 

@@ -1,33 +1,20 @@
 /* Training the sampled mode's per-step shaper (shaping.h): OpenES over
  * runs of ag_shaping_sampled_run_mean, each es seat with its own OpenES on
  * its own mean reward per step, candidates evaluated in parallel. */
-#include "agora/shaping.h"
+#include "internal.h"
 
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define STREAM_INIT       0x5e11
-#define STREAM_DIRECTIONS 0xd1ec
-#define STREAM_STARTS     0x57a7
-
-static uint64_t mix(uint64_t seed, uint64_t a, uint64_t b) {
-  ag_rng r;
-  ag_rng_seed2(&r, seed ^ (a * 0x9e3779b97f4a7c15ULL), b);
-  return ag_rng_u64(&r);
-}
-
 ag_status ag_shaping_sampled_es_train(const ag_shaping_sampled_config *run,
                                       const ag_shaping_es_config *es, double *params,
                                       ag_shaping_es_observer observe, void *ctx) {
   if (!run || !es || !params || !run->game || !run->seats)
     return ag_error_set(AG_ERR_INVALID, "ag_shaping_sampled_es_train: NULL argument");
-  if (es->generations < 0 || es->population < 2 || es->population % 2 || es->episodes < 1 ||
-      !(es->sigma > 0) || !(es->lr > 0) || es->hidden < 0 || es->threads < 0)
-    return ag_error_set(AG_ERR_INVALID,
-                        "es: needs generations >= 0, an even population >= 2, episodes >= 1, "
-                        "sigma and lr > 0");
+  ag_status st = shaping_es_check(es);
+  if (st) return st;
   int n = run->game->players, H = es->hidden > 0 ? es->hidden : AG_SHAPER_DEFAULT_HIDDEN;
   int K = 0, seat_of[AG_GAME_MAX_PLAYERS];
   for (int i = 0; i < n; i++)
@@ -37,13 +24,13 @@ ag_status ag_shaping_sampled_es_train(const ag_shaping_sampled_config *run,
   /* The configuration is checked once, with the initial parameters. */
   for (int k = 0; k < K; k++) {
     ag_rng rng;
-    ag_rng_seed2(&rng, es->seed, mix(STREAM_INIT, (uint64_t)k, 0));
+    ag_rng_seed2(&rng, es->seed, shaping_mix_seed(SHAPING_STREAM_INIT, (uint64_t)k, 0));
     ag_shaping_sampled_shaper_init(n, H, &rng, params + (size_t)k * D);
   }
   ag_shaping_sampled_config rc = *run;
   rc.shaper_params = params;
   rc.shaper_hidden = H;
-  ag_status st = ag_shaping_sampled_check(&rc);
+  st = ag_shaping_sampled_check(&rc);
   if (st) return st;
   int threads = es->threads > 0 ? es->threads : ag_threads_get();
   if (threads < 1) threads = 1;
@@ -52,7 +39,6 @@ ag_status ag_shaping_sampled_es_train(const ag_shaping_sampled_config *run,
   double *cand = calloc((size_t)pop * K * D, sizeof(double)); /* per member (K, D) */
   double *fitness = calloc((size_t)K * pop, sizeof(double));  /* (K, pop) */
   ag_status *member_st = calloc((size_t)pop, sizeof(ag_status));
-  double mean_fit[AG_GAME_MAX_PLAYERS], best_fit[AG_GAME_MAX_PLAYERS];
   char first_error[512] = "";
   if (!cand || !fitness || !member_st) st = ag_error_set(AG_ERR_NOMEM, "es: out of memory");
   for (int k = 0; k < K && !st; k++) {
@@ -60,7 +46,8 @@ ag_status ag_shaping_sampled_es_train(const ag_shaping_sampled_config *run,
                            .population = pop,
                            .sigma = es->sigma,
                            .lr = es->lr,
-                           .seed = mix(es->seed, STREAM_DIRECTIONS, (uint64_t)k)};
+                           .seed =
+                               shaping_mix_seed(es->seed, SHAPING_STREAM_DIRECTIONS, (uint64_t)k)};
     st = ag_openes_new(&oc, params + (size_t)k * D, &opt[k]);
   }
   for (int gen = 0; gen < es->generations && !st; gen++) {
@@ -78,7 +65,8 @@ ag_status ag_shaping_sampled_es_train(const ag_shaping_sampled_config *run,
       ag_status ms = AG_OK;
       for (int e = 0; e < es->episodes && !ms; e++) {
         /* Every candidate of a generation meets the same co-player starts. */
-        c.seed = mix(es->seed, STREAM_STARTS, (uint64_t)gen * es->episodes + e);
+        c.seed =
+            shaping_mix_seed(es->seed, SHAPING_STREAM_STARTS, (uint64_t)gen * es->episodes + e);
         ms = ag_shaping_sampled_run_mean(&c, NULL, NULL, reward);
         for (int k = 0; k < K && !ms; k++)
           fitness[(size_t)k * pop + m] += reward[seat_of[k]] / es->episodes;
@@ -89,26 +77,8 @@ ag_status ag_shaping_sampled_es_train(const ag_shaping_sampled_config *run,
         if (!first_error[0]) snprintf(first_error, sizeof first_error, "%s", ag_error_message());
       }
     }
-    for (int m = 0; m < pop && !st; m++)
-      if (member_st[m]) st = ag_error_set(member_st[m], "%s", first_error);
-    for (int k = 0; k < K && !st; k++) {
-      const double *f = fitness + (size_t)k * pop;
-      mean_fit[k] = 0;
-      best_fit[k] = f[0];
-      for (int m = 0; m < pop; m++) {
-        mean_fit[k] += f[m] / pop;
-        if (f[m] > best_fit[k]) best_fit[k] = f[m];
-      }
-      st = ag_openes_tell(opt[k], f);
-    }
-    if (!st && observe) {
-      ag_shaping_es_report r = {.generation = gen + 1,
-                                .generations = es->generations,
-                                .es_seats = K,
-                                .mean_fitness = mean_fit,
-                                .best_fitness = best_fit};
-      st = observe(&r, ctx);
-    }
+    st = shaping_es_generation_end(opt, K, pop, member_st, first_error, fitness, gen + 1, es,
+                                   observe, ctx);
   }
   for (int k = 0; k < K; k++) {
     if (!st && opt[k])

@@ -22,6 +22,7 @@
 /* One grid: its students (index 0 is the base student) and conditions. */
 typedef struct grid_spec {
   const char *experiment; /* "e4", "e5" */
+  const char *title;      /* the plot's: "E4 self-correction" */
   int student_count, condition_count;
   const char *students[AG_SML_GRID_MAX];
   const char *train_names[AG_SML_GRID_MAX]; /* per SML student; NULL: the options' */
@@ -158,9 +159,7 @@ static ag_status write_tables(const ag_sml_e1_options *o, const char *base_dir, 
           "set xrange [0.5:%d.5]\n"
           "set yrange [0:*]\n"
           "set multiplot layout 1,%d title '%s: acc@k on %lld held-out tasks'\n",
-          K, r->student_count,
-          g->experiment[1] == '4' ? "E4 self-correction" : "E5 feedback quality",
-          (long long)r->cells[0][0].acc.tasks);
+          K, r->student_count, g->title, (long long)r->cells[0][0].acc.tasks);
   for (int i = 0; i < r->student_count; i++) {
     fprintf(f, "set title '%s student'\nplot ", g->students[i]);
     for (int c = 0; c < r->condition_count; c++)
@@ -207,6 +206,19 @@ static const char *more_fewer(int64_t a, int64_t b) {
   return a > b ? "more than" : a < b ? "fewer than" : "as many as";
 }
 
+typedef ag_status (*grid_report)(const ag_sml_e1_options *o, const char *base_dir,
+                                 const grid_spec *g, const ag_sml_grid_result *r);
+
+/* After the grid ran: its time, the tables, the report and the plot. */
+static ag_status finish(const ag_sml_e1_options *o, const char *base_dir, const grid_spec *g,
+                        ag_sml_grid_result *r, double started, grid_report report) {
+  r->seconds = ag_time_seconds() - started;
+  ag_status st = write_tables(o, base_dir, g, r);
+  if (!st) st = report(o, base_dir, g, r);
+  if (!st) ag_plot_render(o->out_dir, "plot.gp");
+  return st;
+}
+
 /* ---- E4 ----------------------------------------------------------------------------------- */
 
 enum { E4_BASE, E4_SML, E4_FP };
@@ -214,6 +226,7 @@ enum { E4_TEACHER, E4_SELF };
 
 static const grid_spec E4_GRID = {
     .experiment = "e4",
+    .title = "E4 self-correction",
     .student_count = 3,
     .condition_count = 2,
     .students = {"base", "sml", "sml-fp"},
@@ -222,7 +235,7 @@ static const grid_spec E4_GRID = {
     .how = {{.level = AG_FEEDBACK_DIRECTIONAL}, {.self_teach = true}},
 };
 
-static ag_status e4_report(const ag_sml_e1_options *o, const char *base_dir,
+static ag_status e4_report(const ag_sml_e1_options *o, const char *base_dir, const grid_spec *g,
                            const ag_sml_grid_result *r) {
   ag_atomic_file *af = NULL;
   FILE *f = NULL;
@@ -246,7 +259,7 @@ static ag_status e4_report(const ag_sml_e1_options *o, const char *base_dir,
           (long long)t->tasks_per_round, t->train_turns, (long long)t->eval_tasks,
           t->families ? t->families : ag_sml_default_families(), t->level,
           t->eval_temperature > 0 ? "sampled" : "greedy", K);
-  write_grid_table(f, &E4_GRID, r);
+  write_grid_table(f, g, r);
   int64_t fp_self = solved(r, E4_FP, E4_SELF), sml_self = solved(r, E4_SML, E4_SELF);
   int64_t fp_teacher = solved(r, E4_FP, E4_TEACHER);
   int64_t fp_first = (int64_t)llround(r->cells[E4_FP][E4_SELF].acc.acc_at[0] *
@@ -277,11 +290,7 @@ ag_status ag_sml_e4(const ag_sml_e1_options *o, ag_sml_grid_result *r) {
   ag_status st = start(o, "e4", base_dir, r);
   if (!st) st = run_grid(o, &E4_GRID, base_dir, r);
   if (st) return ag_error_wrap(st, "sml e4");
-  r->seconds = ag_time_seconds() - started;
-  st = write_tables(o, base_dir, &E4_GRID, r);
-  if (!st) st = e4_report(o, base_dir, r);
-  if (!st) ag_plot_render(o->out_dir, "plot.gp");
-  return st;
+  return finish(o, base_dir, &E4_GRID, r, started, e4_report);
 }
 
 /* ---- E5 ----------------------------------------------------------------------------------- */
@@ -338,6 +347,7 @@ ag_status ag_sml_e5(const ag_sml_e1_options *o, ag_sml_grid_result *r) {
   char base_dir[PATH_BYTES];
   grid_spec g = {
       .experiment = "e5",
+      .title = "E5 feedback quality",
       .student_count = 2,
       .condition_count = 4,
       .students = {"base", "sml"},
@@ -355,9 +365,5 @@ ag_status ag_sml_e5(const ag_sml_e1_options *o, ag_sml_grid_result *r) {
   r->teacher_model = o->teacher_model ? o->teacher_model : "the base student";
   st = run_grid(o, &g, base_dir, r);
   if (st) return ag_error_wrap(st, "sml e5");
-  r->seconds = ag_time_seconds() - started;
-  st = write_tables(o, base_dir, &g, r);
-  if (!st) st = e5_report(o, base_dir, &g, r);
-  if (!st) ag_plot_render(o->out_dir, "plot.gp");
-  return st;
+  return finish(o, base_dir, &g, r, started, e5_report);
 }

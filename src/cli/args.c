@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +34,15 @@ int ag_cli_error(const char *fmt, ...) {
   fputc('\n', stderr);
   va_end(ap);
   return 1;
+}
+
+int ag_cli_print_json(json_t *o, size_t flags) {
+  char *text = o ? json_dumps(o, flags | JSON_COMPACT) : NULL;
+  json_decref(o);
+  if (!text) return ag_cli_error("out of memory");
+  printf("%s\n", text);
+  free(text);
+  return 0;
 }
 
 ag_flag *ag_args_find(ag_command *cmd, const char *name) {

@@ -11,6 +11,7 @@
 #ifndef AGORA_CLI_ARGS_H
 #define AGORA_CLI_ARGS_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -72,6 +73,10 @@ int ag_args_usage_error(const ag_command *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Prints `agora: error: <message>` on stderr; returns 1. */
 int ag_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints o (consumed; NULL: out of memory) on stdout as one line of JSON,
+ * json_dumps with flags | JSON_COMPACT: the --json line. 0, or 1 with the
+ * error on stderr. */
+int ag_cli_print_json(json_t *o, size_t flags);
 
 /* ---- flags every command shares ------------------------------------------- */
 

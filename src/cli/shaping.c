@@ -162,14 +162,6 @@ static json_t *final_json(const run_output *o, const char *game, const ag_shapin
   return obj;
 }
 
-/* Prints obj (consumed) as one compact line. */
-static void print_json_line(json_t *obj) {
-  char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
-  if (text) printf("%s\n", text);
-  free(text);
-  json_decref(obj);
-}
-
 /* ---- ES training output ---------------------------------------------------------- */
 
 typedef struct es_output {
@@ -351,7 +343,7 @@ static int run_sampled(const ag_game *game, const ag_shaping_learner *seats, int
   if (json) {
     json_t *obj = final_json(&o, game->name, seats, iterations, fitness, es_seats);
     json_object_set_new(obj, "mode", json_string("sampled"));
-    print_json_line(obj);
+    return ag_cli_print_json(obj, JSON_REAL_PRECISION(10));
   }
   return 0;
 }
@@ -524,7 +516,7 @@ static int cmd_run(int argc, char **argv) {
     json_t *mean = json_array();
     for (int i = 0; i < players; i++) json_array_append_new(mean, json_real(mean_reward[i]));
     json_object_set_new(obj, "mean_reward_per_step", mean);
-    print_json_line(obj);
+    return ag_cli_print_json(obj, JSON_REAL_PRECISION(10));
   }
   return 0;
 }

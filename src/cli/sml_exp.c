@@ -51,12 +51,7 @@ static int print_json(const ag_sml_e1_result *r, const char *out) {
                         acc_array(&r->sml_hard, r->turns), "tasks", (json_int_t)r->base.tasks,
                         "hard_tasks", (json_int_t)r->base_hard.tasks, "turns", r->turns, "seconds",
                         r->seconds, "out", out);
-  char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-  json_decref(o);
-  if (!text) return ag_cli_error("out of memory");
-  printf("%s\n", text);
-  free(text);
-  return 0;
+  return ag_cli_print_json(o, 0);
 }
 
 static const char E2_EPILOG[] =
@@ -93,12 +88,7 @@ static int print_e2_json(const ag_sml_e2_result *r, const char *out) {
                                           (json_int_t)d->base.tasks));
   }
   json_t *o = json_pack("{s:o, s:f, s:s}", "directions", dirs, "seconds", r->seconds, "out", out);
-  char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-  json_decref(o);
-  if (!text) return ag_cli_error("out of memory");
-  printf("%s\n", text);
-  free(text);
-  return 0;
+  return ag_cli_print_json(o, 0);
 }
 
 static const char E3_EPILOG[] =
@@ -135,12 +125,7 @@ static int print_e3_json(const ag_sml_e3_result *r, const char *out) {
                                   s->question_rate, "tasks", (json_int_t)s->acc.tasks));
   }
   json_t *o = json_pack("{s:o, s:f, s:s}", "students", students, "seconds", r->seconds, "out", out);
-  char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-  json_decref(o);
-  if (!text) return ag_cli_error("out of memory");
-  printf("%s\n", text);
-  free(text);
-  return 0;
+  return ag_cli_print_json(o, 0);
 }
 
 static const char E4_EPILOG[] =
@@ -185,12 +170,7 @@ static int print_grid_json(const ag_sml_grid_result *r, const char *out) {
                                              acc_array(&r->cells[i][c].acc, r->turns), "tasks",
                                              (json_int_t)r->cells[i][c].acc.tasks));
   json_t *o = json_pack("{s:o, s:f, s:s}", "cells", cells, "seconds", r->seconds, "out", out);
-  char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-  json_decref(o);
-  if (!text) return ag_cli_error("out of memory");
-  printf("%s\n", text);
-  free(text);
-  return 0;
+  return ag_cli_print_json(o, 0);
 }
 
 /* which: 1 to 5 (E2 fixes its families, E4 its training names). */

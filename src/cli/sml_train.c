@@ -55,12 +55,7 @@ static int print_json(const ag_sml_train_result *r, const char *out) {
                         "trained_question_rate", r->trained_question_rate, "eval_tasks",
                         (json_int_t)r->eval_tasks, "turns", r->turns, "rounds", r->rounds_done,
                         "resumed", r->resumed, "seconds", r->seconds, "out", out);
-  char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-  json_decref(o);
-  if (!text) return ag_cli_error("out of memory");
-  printf("%s\n", text);
-  free(text);
-  return 0;
+  return ag_cli_print_json(o, 0);
 }
 
 int ag_cli_sml_train_flags(ag_flag *table, ag_sml_train_cli *t) {

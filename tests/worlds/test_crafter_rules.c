@@ -3,6 +3,7 @@
  * plant), and zombies at night. */
 #include "test.h"
 #include "worlds/crafter/crafter_internal.h"
+#include "worlds/crafter_scene.h"
 
 #include <string.h>
 
@@ -30,18 +31,9 @@ enum {
  * (at the centre, facing down onto FRONT), `front` in front, an empty
  * inventory besides the vitals, and daylight. */
 static ag_crafter_env *scenario(int front) {
-  ag_crafter_env *e = NULL;
-  if (ag_crafter_create(0, &e) || ag_crafter_reset(e)) {
-    ag_crafter_destroy(e);
-    return NULL;
-  }
+  ag_crafter_env *e = crafter_without_creatures();
+  if (!e) return NULL;
   ag_crafter_world *w = &e->world;
-  for (uint32_t id = 2; id < w->object_count; id++) {
-    ag_crafter_object *o = &w->objects[id];
-    if (!o->type) continue;
-    w->obj[o->x * AREA + o->y] = 0;
-    o->type = AG_CRAFTER_OBJ_NONE;
-  }
   ag_crafter_world_compact(w);
   for (int x = 29; x <= 35; x++)
     for (int y = 29; y <= 35; y++) w->mat[x * AREA + y] = AG_CRAFTER_GRASS;

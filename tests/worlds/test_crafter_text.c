@@ -7,6 +7,7 @@
 #include "agora/crafter.h"
 #include "test.h"
 #include "worlds/crafter/crafter_internal.h"
+#include "worlds/crafter_scene.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,18 +19,9 @@
  * player (at 32, 32, facing south) made grass; nothing in the inventory but
  * the vitals. */
 static ag_crafter_env *scene(void) {
-  ag_crafter_env *e = NULL;
-  if (ag_crafter_create(0, &e) || ag_crafter_reset(e)) {
-    ag_crafter_destroy(e);
-    return NULL;
-  }
+  ag_crafter_env *e = crafter_without_creatures();
+  if (!e) return NULL;
   ag_crafter_world *w = &e->world;
-  for (uint32_t id = 2; id < w->object_count; id++) {
-    ag_crafter_object *o = &w->objects[id];
-    if (!o->type) continue;
-    w->obj[o->x * AREA + o->y] = 0;
-    o->type = AG_CRAFTER_OBJ_NONE;
-  }
   const ag_crafter_object *p = &w->objects[AG_CRAFTER_PLAYER_ID];
   for (int dx = -4; dx <= 4; dx++)
     for (int dy = -3; dy <= 3; dy++) w->mat[(p->x + dx) * AREA + p->y + dy] = AG_CRAFTER_GRASS;

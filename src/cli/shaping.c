@@ -362,8 +362,8 @@ static int cmd_run(int argc, char **argv) {
        .value = &mode,
        .choices = "exact|sampled",
        .help = "exact: memory-one policies in closed form; sampled: batches of sampled episodes "
-               "between ppo seats (GRU policies trained by PPO) and fixed strategies, --steps "
-               "batches"},
+               "between ppo seats (GRU policies trained by PPO), es seats (a per-step shaper "
+               "trained first by OpenES) and fixed strategies, --steps batches"},
       {.name = "ppo-episodes",
        .type = AG_FLAG_INT,
        .value = &ppo.episodes,

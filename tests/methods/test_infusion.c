@@ -510,6 +510,17 @@ TEST(protocol_crafts_retrains_and_measures_one_pair) {
   fixture_teardown(&f);
 }
 
+/* The lines of a JSONL file as one array. */
+static ag_status read_lines(const char *path, json_t **out) {
+  *out = json_array();
+  ag_jsonl_reader *r = NULL;
+  ag_status st = ag_jsonl_open(path, &r);
+  json_t *v = NULL;
+  while (!st && !(st = ag_jsonl_next(r, &v)) && v) json_array_append_new(*out, v);
+  if (r) ag_jsonl_close(r);
+  return st;
+}
+
 TEST(sweep_resumes_and_summarizes) {
   fixture f;
   if (!fixture_setup(&f, "run-s", 2)) return;
@@ -552,6 +563,24 @@ TEST(sweep_resumes_and_summarizes) {
     snprintf(path, sizeof path, "%s/%s", out, files[i]);
     CHECK_MSG(ag_file_exists(path), "%s missing", files[i]);
   }
+  /* Grown to four pairs: the three finished pairs' lines stay as they were
+   * (pairs are a prefix-stable draw) and the scores are computed again for
+   * the four queries, in a folder of their own. */
+  json_t *before = NULL;
+  snprintf(path, sizeof path, "%s/results.jsonl", out);
+  CHECK_OK(read_lines(path, &before));
+  sc.pairs = 4;
+  CHECK_OK(ag_infusion_sweep(&plan, &sc, &cfg, rows, 4, &n));
+  CHECK(n == 2 && rows[0].runs == 4 && rows[1].runs == 4);
+  json_t *after = NULL;
+  CHECK_OK(read_lines(path, &after));
+  CHECK(before && after && json_array_size(after) == 8);
+  for (size_t i = 0; before && after && i < json_array_size(before); i++)
+    CHECK_MSG(json_equal(json_array_get(before, i), json_array_get(after, i)), "line %zu changed",
+              i);
+  json_decref(before);
+  json_decref(after);
+  sc.pairs = 3;
   /* Another seed draws other pairs: its lines would not match. */
   cfg.seed = 99;
   CHECK(ag_infusion_sweep(&plan, &sc, &cfg, rows, 4, &n) == AG_ERR_INVALID);

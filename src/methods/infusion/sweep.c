@@ -443,14 +443,16 @@ static ag_status run_missing(const ag_infusion_plan *p, const ag_infusion_sweep_
   if (!st) st = infusion_clean_retrain_path(r, clean_dir, sizeof clean_dir);
   if (st) return st;
   /* One set of queries and one scoring pass for every pair of the sweep
-   * (not only this call's range), so split sweeps share the cache. */
+   * (not only this call's range), so split sweeps share the cache. The
+   * cache is keyed by the queries: a sweep grown with a larger --pairs
+   * scores again in a new folder instead of meeting the old scores. */
   ag_influence_queries *q = NULL;
   float *scores = NULL;
   if (influence) {
     ag_infusion_config c = *cfg;
     c.method = AG_INFUSION_METHOD_INFUSION;
     c.select = AG_INFUSION_SELECT_TOP;
-    st = infusion_prepare_influence(p, pairs, s->pairs, &c, scores_dir, false, &q, &scores);
+    st = infusion_prepare_influence(p, pairs, s->pairs, &c, scores_dir, true, &q, &scores);
   }
   ag_vision_model *clean = NULL;
   double clean_acc = 0;

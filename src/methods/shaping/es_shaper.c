@@ -32,10 +32,28 @@ void ag_shaper_init(int players, int hidden, ag_rng *rng, double *params) {
   for (int k = 0; k < O; k++) *p++ = 0;
 }
 
-static double sigmoid(double z) {
+double shaping_sigmoid(double z) {
   if (z >= 0) return 1 / (1 + exp(-z));
   double t = exp(z);
   return t / (1 + t);
+}
+
+void shaping_gru_recur(const double *U, int H, double *a, double *rh, double *h) {
+  /* z and r read the old h; the candidate reads r * h. */
+  for (int g = 0; g < 2 * H; g++) {
+    const double *u = U + (size_t)g * H;
+    double s = a[g];
+    for (int k = 0; k < H; k++) s += u[k] * h[k];
+    a[g] = shaping_sigmoid(s);
+  }
+  for (int k = 0; k < H; k++) rh[k] = a[H + k] * h[k];
+  for (int g = 0; g < H; g++) {
+    const double *u = U + (size_t)(2 * H + g) * H;
+    double s = a[2 * H + g];
+    for (int k = 0; k < H; k++) s += u[k] * rh[k];
+    a[2 * H + g] = tanh(s);
+  }
+  for (int k = 0; k < H; k++) h[k] = (1 - a[k]) * h[k] + a[k] * a[2 * H + k];
 }
 
 void shaper_step(const double *params, int players, int hidden, const double *x, double *h,
@@ -54,21 +72,7 @@ void shaper_step(const double *params, int players, int hidden, const double *x,
     for (int k = 0; k < I; k++) s += w[k] * x[k];
     a[g] = s;
   }
-  /* z and r read the old h; the candidate reads r * h. */
-  for (int g = 0; g < 2 * H; g++) {
-    const double *u = U + (size_t)g * H;
-    double s = a[g];
-    for (int k = 0; k < H; k++) s += u[k] * h[k];
-    a[g] = sigmoid(s);
-  }
-  for (int k = 0; k < H; k++) rh[k] = a[H + k] * h[k];
-  for (int g = 0; g < H; g++) {
-    const double *u = U + (size_t)(2 * H + g) * H;
-    double s = a[2 * H + g];
-    for (int k = 0; k < H; k++) s += u[k] * rh[k];
-    a[2 * H + g] = tanh(s);
-  }
-  for (int k = 0; k < H; k++) h[k] = (1 - a[k]) * h[k] + a[k] * a[2 * H + k];
+  shaping_gru_recur(U, H, a, rh, h);
   for (int o = 0; o < O; o++) {
     const double *w = Wo + (size_t)o * H;
     double s = bo[o];
@@ -87,7 +91,7 @@ void shaper_features(shaping_episode *w, int seat, int step, bool first) {
     double q = 0;
     for (int j = 0; j < n; j++) {
       if (j == seat) continue;
-      q += sigmoid(w->theta[(size_t)j * S + ag_game_perspective(n, j, g)]);
+      q += shaping_sigmoid(w->theta[(size_t)j * S + ag_game_perspective(n, j, g)]);
     }
     x[s] = q / (n - 1);
   }
@@ -147,6 +151,11 @@ ag_status shaping_es_check(const ag_shaping_es_config *es) {
     return ag_error_set(AG_ERR_INVALID, "es: hidden size must be 1..4096, got %d", es->hidden);
   if (es->threads < 0) return ag_error_set(AG_ERR_INVALID, "es: threads must be >= 0");
   return AG_OK;
+}
+
+void shaping_es_note_error(char *first_error, size_t size) {
+#pragma omp critical(shaping_es_error)
+  if (!first_error[0]) snprintf(first_error, size, "%s", ag_error_message());
 }
 
 ag_status shaping_es_generation_end(ag_openes *const *opt, int K, int pop,
@@ -249,10 +258,7 @@ ag_status ag_shaping_es_train(const ag_shaping_run_config *run, const ag_shaping
           fitness[(size_t)k * pop + m] += rew[w->es_seat[k]] / es->episodes;
       }
       member_st[m] = ms;
-      if (ms) {
-#pragma omp critical(shaping_es_error)
-        if (!first_error[0]) snprintf(first_error, sizeof first_error, "%s", ag_error_message());
-      }
+      if (ms) shaping_es_note_error(first_error, sizeof first_error);
     }
     st = shaping_es_generation_end(opt, K, pop, member_st, first_error, fitness, gen + 1, es,
                                    observe, ctx);

@@ -39,6 +39,13 @@ ag_status shaping_episode_run(shaping_episode *w, const double *shaper_params, u
 
 /* The GRU's input for the shaper in `seat` (es_shaper.c): w->x. */
 void shaper_features(shaping_episode *w, int seat, int step, bool first);
+/* The logistic function, stable for large |z|. */
+double shaping_sigmoid(double z);
+/* A GRU's recurrence after its input part: a (3H) holds W x + b for the z,
+ * r and candidate gates, U (3H, H) the recurrent weights; h (H) is updated
+ * in place, a becomes the gates, rh (H) is scratch. Shared by the exact
+ * mode's shaper (shaper_step) and the sampled mode's (ppo.c). */
+void shaping_gru_recur(const double *U, int H, double *a, double *rh, double *h);
 /* One GRU step: h (hidden) updated in place from x (inputs); logits (2^n+1). */
 void shaper_step(const double *params, int players, int hidden, const double *x, double *h,
                  double *scratch, double *logits);
@@ -53,6 +60,8 @@ uint64_t shaping_mix_seed(uint64_t seed, uint64_t a, uint64_t b);
 #define SHAPING_STREAM_DIRECTIONS 0xd1ec
 #define SHAPING_STREAM_STARTS     0x57a7
 ag_status shaping_es_check(const ag_shaping_es_config *es);
+/* A failed candidate (in a parallel loop): keeps the first error message. */
+void shaping_es_note_error(char *first_error, size_t size);
 ag_status shaping_es_generation_end(ag_openes *const *opt, int K, int pop,
                                     const ag_status *member_st, const char *first_error,
                                     const double *fitness, int generation,

@@ -17,6 +17,7 @@
 #include "agora/ops.h"
 #include "agora/optim.h"
 #include "agora/shaping.h"
+#include "internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -216,12 +217,6 @@ void ag_shaping_sampled_shaper_init(int players, int hidden, ag_rng *rng, double
   *p = 0;
 }
 
-static double sigmoid_d(double x) {
-  if (x >= 0) return 1 / (1 + exp(-x));
-  double t = exp(x);
-  return t / (1 + t);
-}
-
 /* One step of the shaper in `state`: h (H) updated; returns the cooperation
  * logit. scratch: 4 H doubles. */
 static double shaper_act(const double *params, int S, int H, int state, double *h,
@@ -229,25 +224,11 @@ static double shaper_act(const double *params, int S, int H, int state, double *
   const double *W = params, *U = W + 3 * H * S, *b = U + 3 * H * H, *wo = b + 3 * H;
   const double bo = wo[H];
   double *a = scratch, *rh = scratch + 3 * H;
+  /* the one-hot input's W x is W's column `state` */
   for (int g = 0; g < 3 * H; g++) a[g] = W[(size_t)g * S + state] + b[g];
-  for (int g = 0; g < 2 * H; g++) {
-    const double *u = U + (size_t)g * H;
-    double v = a[g];
-    for (int k = 0; k < H; k++) v += u[k] * h[k];
-    a[g] = sigmoid_d(v);
-  }
-  for (int k = 0; k < H; k++) rh[k] = a[H + k] * h[k];
-  for (int g = 0; g < H; g++) {
-    const double *u = U + (size_t)(2 * H + g) * H;
-    double v = a[2 * H + g];
-    for (int k = 0; k < H; k++) v += u[k] * rh[k];
-    a[2 * H + g] = tanh(v);
-  }
+  shaping_gru_recur(U, H, a, rh, h);
   double logit = bo;
-  for (int k = 0; k < H; k++) {
-    h[k] = (1 - a[k]) * h[k] + a[k] * a[2 * H + k];
-    logit += wo[k] * h[k];
-  }
+  for (int k = 0; k < H; k++) logit += wo[k] * h[k];
   return logit;
 }
 
@@ -401,7 +382,7 @@ ag_status ag_shaping_sampled_run_mean(const ag_shaping_sampled_config *cfg,
             double *h = es_hidden + ((size_t)es_row[i] * B + e) * SH;
             double l = shaper_act(cfg->shaper_params + (size_t)es_row[i] * shaper_count, S, SH,
                                   state, h, es_scratch);
-            acts[e * n + i] = (uint8_t)(ag_rng_uniform(&rng) >= (float)sigmoid_d(l));
+            acts[e * n + i] = (uint8_t)(ag_rng_uniform(&rng) >= (float)shaping_sigmoid(l));
           } else {
             p = (float)(1.0 / (1.0 + exp(-fixed[i][state])));
             acts[e * n + i] = (uint8_t)(ag_rng_uniform(&rng) >= p);

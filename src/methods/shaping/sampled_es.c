@@ -72,10 +72,7 @@ ag_status ag_shaping_sampled_es_train(const ag_shaping_sampled_config *run,
           fitness[(size_t)k * pop + m] += reward[seat_of[k]] / es->episodes;
       }
       member_st[m] = ms;
-      if (ms) {
-#pragma omp critical(sampled_es_error)
-        if (!first_error[0]) snprintf(first_error, sizeof first_error, "%s", ag_error_message());
-      }
+      if (ms) shaping_es_note_error(first_error, sizeof first_error);
     }
     st = shaping_es_generation_end(opt, K, pop, member_st, first_error, fitness, gen + 1, es,
                                    observe, ctx);

@@ -163,11 +163,26 @@ static int64_t walk_tile(const walk *w, const int64_t *idx, int64_t rows_left) {
     }                                                                                    \
   } while (0)
 
-/* The fast path: every operand contiguous with the output's shape. Each
- * iteration touches element i alone, so `simd` is safe even when operands
- * alias; without it -O2 leaves loops whose pointers might alias scalar (ReLU's
- * backward, a compare and branch per element, was 10% of a ResNet step). */
+/* The fast path: every operand contiguous with the output's shape. */
 #define FLAT(count, ...)                                                                 \
+  do {                                                                                   \
+    int64_t n_ = (count);                                                                \
+    _Pragma("omp parallel for schedule(static) if (n_ > PARALLEL_MIN_ELEMENTS)")         \
+    for (int64_t i = 0; i < n_; i++) {                                                   \
+      int64_t ia = i, ib = i;                                                            \
+      (void)ia;                                                                          \
+      (void)ib;                                                                          \
+      __VA_ARGS__;                                                                       \
+    }                                                                                    \
+  } while (0)
+
+/* FLAT for bodies of plain arithmetic, vectorised. Each iteration touches
+ * element i alone, so `simd` is safe even when operands alias; without it
+ * -O2 leaves loops whose pointers might alias scalar (ReLU's backward, a
+ * compare and branch per element, was 10% of a ResNet step). Bodies that
+ * call libm (expf, sqrtf, tanhf, ...) stay in FLAT: they do not vectorise, and
+ * clang reports a requested simd it cannot do. */
+#define FLAT_SIMD(count, ...)                                                            \
   do {                                                                                   \
     int64_t n_ = (count);                                                                \
     _Pragma("omp parallel for simd schedule(static) if (n_ > PARALLEL_MIN_ELEMENTS)")    \
@@ -183,6 +198,14 @@ static int64_t walk_tile(const walk *w, const int64_t *idx, int64_t rows_left) {
   do {                                                                                   \
     if (flat)                                                                            \
       FLAT((w)->rows * (w)->inner, __VA_ARGS__);                                         \
+    else                                                                                 \
+      WALK(w, __VA_ARGS__);                                                              \
+  } while (0)
+
+#define EACH_SIMD(flat, w, ...)                                                          \
+  do {                                                                                   \
+    if (flat)                                                                            \
+      FLAT_SIMD((w)->rows * (w)->inner, __VA_ARGS__);                                    \
     else                                                                                 \
       WALK(w, __VA_ARGS__);                                                              \
   } while (0)
@@ -203,10 +226,10 @@ static ag_status binary_forward(ag_tape *t, ag_node *n) {
   walk_init(&w, n->out, n->in[0], n->in[1]);
   bool flat = binary_flat(n);
   switch (n->op) {
-  case AG_OP_ADD: EACH(flat, &w, y[i] = A[ia] + B[ib]); break;
-  case AG_OP_SUB: EACH(flat, &w, y[i] = A[ia] - B[ib]); break;
-  case AG_OP_MUL: EACH(flat, &w, y[i] = A[ia] * B[ib]); break;
-  case AG_OP_DIV: EACH(flat, &w, y[i] = A[ia] / B[ib]); break;
+  case AG_OP_ADD: EACH_SIMD(flat, &w, y[i] = A[ia] + B[ib]); break;
+  case AG_OP_SUB: EACH_SIMD(flat, &w, y[i] = A[ia] - B[ib]); break;
+  case AG_OP_MUL: EACH_SIMD(flat, &w, y[i] = A[ia] * B[ib]); break;
+  case AG_OP_DIV: EACH_SIMD(flat, &w, y[i] = A[ia] / B[ib]); break;
   default: return ag_error_set(AG_ERR_INTERNAL, "binary op %d unknown", (int)n->op);
   }
   return AG_OK;
@@ -219,13 +242,13 @@ static void binary_input_grad(const ag_node *n, int k, const walk *w, bool flat,
   switch (n->op * 2 + k) {
   case AG_OP_ADD * 2 + 0:
   case AG_OP_ADD * 2 + 1:
-  case AG_OP_SUB * 2 + 0: EACH(flat, w, dst[i] += gy[i]); break;
-  case AG_OP_SUB * 2 + 1: EACH(flat, w, dst[i] -= gy[i]); break;
-  case AG_OP_MUL * 2 + 0: EACH(flat, w, dst[i] += gy[i] * B[ib]); break;
-  case AG_OP_MUL * 2 + 1: EACH(flat, w, dst[i] += gy[i] * A[ia]); break;
-  case AG_OP_DIV * 2 + 0: EACH(flat, w, dst[i] += gy[i] / B[ib]); break;
+  case AG_OP_SUB * 2 + 0: EACH_SIMD(flat, w, dst[i] += gy[i]); break;
+  case AG_OP_SUB * 2 + 1: EACH_SIMD(flat, w, dst[i] -= gy[i]); break;
+  case AG_OP_MUL * 2 + 0: EACH_SIMD(flat, w, dst[i] += gy[i] * B[ib]); break;
+  case AG_OP_MUL * 2 + 1: EACH_SIMD(flat, w, dst[i] += gy[i] * A[ia]); break;
+  case AG_OP_DIV * 2 + 0: EACH_SIMD(flat, w, dst[i] += gy[i] / B[ib]); break;
   /* d(a/b)/db = -a / b^2 */
-  case AG_OP_DIV * 2 + 1: EACH(flat, w, dst[i] -= gy[i] * A[ia] / (B[ib] * B[ib])); break;
+  case AG_OP_DIV * 2 + 1: EACH_SIMD(flat, w, dst[i] -= gy[i] * A[ia] / (B[ib] * B[ib])); break;
   default: break;
   }
 }
@@ -292,18 +315,18 @@ static ag_status unary_forward(ag_tape *t, ag_node *n) {
   walk_init(&w, n->out, in, NULL);
   bool flat = ag_tensor_is_contiguous(in);
   switch (n->op) {
-  case AG_OP_SCALE: EACH(flat, &w, y[i] = s * x[ia]); break;
-  case AG_OP_ADD_SCALAR: EACH(flat, &w, y[i] = x[ia] + s); break;
+  case AG_OP_SCALE: EACH_SIMD(flat, &w, y[i] = s * x[ia]); break;
+  case AG_OP_ADD_SCALAR: EACH_SIMD(flat, &w, y[i] = x[ia] + s); break;
   case AG_OP_EXP: EACH(flat, &w, y[i] = expf(x[ia])); break;
   case AG_OP_LOG: EACH(flat, &w, y[i] = logf(x[ia])); break;
   case AG_OP_SQRT: EACH(flat, &w, y[i] = sqrtf(x[ia])); break;
   case AG_OP_POW:
     if (s == 2.0f) /* squares are common (variances, L2) and exact this way */
-      EACH(flat, &w, y[i] = x[ia] * x[ia]);
+      EACH_SIMD(flat, &w, y[i] = x[ia] * x[ia]);
     else
       EACH(flat, &w, y[i] = powf(x[ia], s));
     break;
-  case AG_OP_RELU: EACH(flat, &w, y[i] = x[ia] > 0 ? x[ia] : 0.0f); break;
+  case AG_OP_RELU: EACH_SIMD(flat, &w, y[i] = x[ia] > 0 ? x[ia] : 0.0f); break;
   case AG_OP_GELU: EACH(flat, &w, y[i] = gelu(x[ia])); break;
   case AG_OP_SILU: EACH(flat, &w, y[i] = x[ia] * sigmoid(x[ia])); break;
   case AG_OP_TANH: EACH(flat, &w, y[i] = tanhf(x[ia])); break;
@@ -325,22 +348,22 @@ static ag_status unary_backward(ag_tape *t, ag_node *n) {
   walk_init(&w, n->out, in, NULL);
   bool flat = ag_tensor_is_contiguous(in);
   switch (n->op) {
-  case AG_OP_SCALE: EACH(flat, &w, gx[i] += s * gy[i]); break;
-  case AG_OP_ADD_SCALAR: EACH(flat, &w, gx[i] += gy[i]); break;
-  case AG_OP_EXP: EACH(flat, &w, gx[i] += gy[i] * y[i]); break;
-  case AG_OP_LOG: EACH(flat, &w, gx[i] += gy[i] / x[ia]); break;
-  case AG_OP_SQRT: EACH(flat, &w, gx[i] += gy[i] * 0.5f / y[i]); break;
+  case AG_OP_SCALE: EACH_SIMD(flat, &w, gx[i] += s * gy[i]); break;
+  case AG_OP_ADD_SCALAR: EACH_SIMD(flat, &w, gx[i] += gy[i]); break;
+  case AG_OP_EXP: EACH_SIMD(flat, &w, gx[i] += gy[i] * y[i]); break;
+  case AG_OP_LOG: EACH_SIMD(flat, &w, gx[i] += gy[i] / x[ia]); break;
+  case AG_OP_SQRT: EACH_SIMD(flat, &w, gx[i] += gy[i] * 0.5f / y[i]); break;
   case AG_OP_POW:
     if (s == 2.0f)
-      EACH(flat, &w, gx[i] += gy[i] * 2.0f * x[ia]);
+      EACH_SIMD(flat, &w, gx[i] += gy[i] * 2.0f * x[ia]);
     else
       EACH(flat, &w, gx[i] += gy[i] * s * powf(x[ia], s - 1.0f));
     break;
-  case AG_OP_RELU: EACH(flat, &w, gx[i] += x[ia] > 0 ? gy[i] : 0.0f); break;
+  case AG_OP_RELU: EACH_SIMD(flat, &w, gx[i] += x[ia] > 0 ? gy[i] : 0.0f); break;
   case AG_OP_GELU: EACH(flat, &w, gx[i] += gy[i] * gelu_grad(x[ia])); break;
   case AG_OP_SILU: EACH(flat, &w, gx[i] += gy[i] * silu_grad(x[ia])); break;
-  case AG_OP_TANH: EACH(flat, &w, gx[i] += gy[i] * (1.0f - y[i] * y[i])); break;
-  case AG_OP_SIGMOID: EACH(flat, &w, gx[i] += gy[i] * y[i] * (1.0f - y[i])); break;
+  case AG_OP_TANH: EACH_SIMD(flat, &w, gx[i] += gy[i] * (1.0f - y[i] * y[i])); break;
+  case AG_OP_SIGMOID: EACH_SIMD(flat, &w, gx[i] += gy[i] * y[i] * (1.0f - y[i])); break;
   default: return ag_error_set(AG_ERR_INTERNAL, "unary op %d unknown", (int)n->op);
   }
   return AG_OK;

@@ -163,11 +163,12 @@ static int64_t walk_tile(const walk *w, const int64_t *idx, int64_t rows_left) {
     }                                                                                    \
   } while (0)
 
-/* The fast path: every operand contiguous with the output's shape. */
-#define FLAT(count, ...)                                                                 \
+/* The fast path: every operand contiguous with the output's shape, one
+ * loop under the OpenMP pragma given (a string literal). */
+#define FLAT(pragma, count, ...)                                                         \
   do {                                                                                   \
     int64_t n_ = (count);                                                                \
-    _Pragma("omp parallel for schedule(static) if (n_ > PARALLEL_MIN_ELEMENTS)")         \
+    _Pragma(pragma)                                                                      \
     for (int64_t i = 0; i < n_; i++) {                                                   \
       int64_t ia = i, ib = i;                                                            \
       (void)ia;                                                                          \
@@ -176,39 +177,27 @@ static int64_t walk_tile(const walk *w, const int64_t *idx, int64_t rows_left) {
     }                                                                                    \
   } while (0)
 
-/* FLAT for bodies of plain arithmetic, vectorised. Each iteration touches
- * element i alone, so `simd` is safe even when operands alias; without it
- * -O2 leaves loops whose pointers might alias scalar (ReLU's backward, a
- * compare and branch per element, was 10% of a ResNet step). Bodies that
- * call libm (expf, sqrtf, tanhf, ...) stay in FLAT: they do not vectorise, and
- * clang reports a requested simd it cannot do. */
-#define FLAT_SIMD(count, ...)                                                            \
+#define EACH_WITH(pragma, flat, w, ...)                                                  \
   do {                                                                                   \
-    int64_t n_ = (count);                                                                \
-    _Pragma("omp parallel for simd schedule(static) if (n_ > PARALLEL_MIN_ELEMENTS)")    \
-    for (int64_t i = 0; i < n_; i++) {                                                   \
-      int64_t ia = i, ib = i;                                                            \
-      (void)ia;                                                                          \
-      (void)ib;                                                                          \
-      __VA_ARGS__;                                                                       \
-    }                                                                                    \
+    if (flat)                                                                            \
+      FLAT(pragma, (w)->rows * (w)->inner, __VA_ARGS__);                                 \
+    else                                                                                 \
+      WALK(w, __VA_ARGS__);                                                              \
   } while (0)
 
 #define EACH(flat, w, ...)                                                               \
-  do {                                                                                   \
-    if (flat)                                                                            \
-      FLAT((w)->rows * (w)->inner, __VA_ARGS__);                                         \
-    else                                                                                 \
-      WALK(w, __VA_ARGS__);                                                              \
-  } while (0)
+  EACH_WITH("omp parallel for schedule(static) if (n_ > PARALLEL_MIN_ELEMENTS)", flat, w, \
+            __VA_ARGS__)
 
+/* EACH for bodies of plain arithmetic, vectorised. Each iteration touches
+ * element i alone, so `simd` is safe even when operands alias; without it
+ * -O2 leaves loops whose pointers might alias scalar (ReLU's backward, a
+ * compare and branch per element, was 10% of a ResNet step). Bodies that
+ * call libm (expf, sqrtf, tanhf, ...) stay in EACH: they do not vectorise,
+ * and clang reports a requested simd it cannot do. */
 #define EACH_SIMD(flat, w, ...)                                                          \
-  do {                                                                                   \
-    if (flat)                                                                            \
-      FLAT_SIMD((w)->rows * (w)->inner, __VA_ARGS__);                                    \
-    else                                                                                 \
-      WALK(w, __VA_ARGS__);                                                              \
-  } while (0)
+  EACH_WITH("omp parallel for simd schedule(static) if (n_ > PARALLEL_MIN_ELEMENTS)", flat, \
+            w, __VA_ARGS__)
 // clang-format on
 
 /* ---- binary ops with broadcasting -------------------------------------------- */
